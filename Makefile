@@ -1,0 +1,48 @@
+# `make train` and `make test` install what they need first (a .venv beside this file).
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+ARGS ?=
+
+# On machines without internet, a sibling shared/datasets folder (torchvision layout) is used when present.
+ifeq ($(MNISTLAB_DATA_DIR),)
+  ifneq ($(wildcard ../shared/datasets/MNIST/raw),)
+    export MNISTLAB_DATA_DIR := $(abspath ../shared/datasets)
+  endif
+endif
+
+.PHONY: install train test test-fast lint format bench tensorboard clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+train: install  ## train and test the default CNN on MNIST (override anything: make train ARGS="optim=sgd")
+	$(BIN)/python -m mnistlab.train $(ARGS)
+
+test: install  ## the whole suite, end-to-end tests on real data included
+	$(BIN)/python -m pytest -q
+
+test-fast: install  ## skip the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+bench: install  ## speed and accuracy figures quoted in the README
+	$(BIN)/python bench/run_all.py $(ARGS)
+
+tensorboard: install
+	$(BIN)/tensorboard --logdir . --bind_all=false 2>/dev/null || $(BIN)/tensorboard --logdir .
+
+clean:
+	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs

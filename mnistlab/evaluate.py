@@ -1,0 +1,47 @@
+"""``python -m mnistlab.evaluate ckpt_path=…``: re-test a checkpoint; prints test/acc, test/f1, test/loss."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.config import CONFIG_DIR
+from mnistlab.errors import MnistlabError
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    from hydra.utils import instantiate
+
+    from mnistlab.module import load_checkpoint
+    from mnistlab.results import write_json_atomic
+
+    model, checkpoint = load_checkpoint(str(cfg.ckpt_path))
+    saved = checkpoint.get("mnistlab", {}).get("config", {})
+    if "data" not in saved:
+        raise MnistlabError(f"ckpt_path={cfg.ckpt_path} holds no data config; it was not written by mnistlab.train")
+    data_cfg = OmegaConf.merge(saved["data"], {"data_dir": cfg.paths.data_dir}, cfg.data)
+    datamodule = instantiate(data_cfg)
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
+    (metrics,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), **{k: float(v) for k, v in metrics.items()}}
+    write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)
+    for key in ("test/acc", "test/f1", "test/loss"):
+        print(f"{key}: {result[key]:.4f}")
+    return result
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    try:
+        evaluate(cfg)
+    except MnistlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Architectures as plain ``nn.Module``s. Each takes ``input_shape`` and ``num_classes`` (handed over by
+the DataModule) plus the shared knobs ``norm``, ``dropout``, ``activation`` and ``init``."""
+
+from mnistlab.models.cnn import CNN
+from mnistlab.models.linear import SoftmaxRegression
+from mnistlab.models.mlp import MLP
+
+__all__ = ["CNN", "MLP", "SoftmaxRegression"]

@@ -1,0 +1,45 @@
+"""Lightning's LR finder, with its plot kept and its suggestion applied (LHT dropped it: issue #61)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import TensorBoardLogger
+
+
+def find_lr(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
+            tune: Any, out_dir: Path) -> float | None:
+    """Run ``Tuner.lr_find``; set ``model.lr`` to the suggestion; save ``lr_find.png``; log it.
+
+    ``configure_optimizers`` reads ``model.lr``, so the suggestion reaches the optimizer (a Hydra partial
+    alone would keep its own lr and silently ignore it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from lightning.pytorch.tuner import Tuner
+
+    finder = Tuner(trainer).lr_find(
+        model,
+        datamodule=datamodule,
+        min_lr=float(tune.min_lr),
+        max_lr=float(tune.max_lr),
+        num_training=int(tune.num_training),
+        attr_name="lr",
+        update_attr=True,
+    )
+    for leftover in Path(trainer.default_root_dir).glob(".lr_find_*.ckpt"):
+        leftover.unlink()
+    if finder is None:
+        return None
+    suggestion = finder.suggestion()
+    figure = finder.plot(suggest=True)
+    figure.savefig(out_dir / "lr_find.png", dpi=100)
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_figure("lr_find", figure, global_step=0)
+    plt.close(figure)
+    return suggestion

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny IDX datasets written by the tests themselves, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("MNISTLAB_REAL_DATA", REPO.parent / "shared" / "datasets"))
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array in the IDX format (magic 0x00 0x00 0x08 ndim, big-endian sizes)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def make_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """28×28 images a small CNN learns in a few steps: a bright 6×6 square whose place encodes the class."""
+    images = rng.integers(0, 40, size=(len(labels), 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 5)
+        top, left = 3 + row * 12, 1 + col * 5
+        images[i, top : top + 6, left : left + 6] = 255
+    return images
+
+
+def write_tiny_dataset(root: Path, folder: str = "MNIST", n_train: int = 600, n_test: int = 200, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", make_images(labels, rng))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels.astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with tiny MNIST and Fashion-MNIST in torchvision's layout."""
+    root = tmp_path_factory.mktemp("data")
+    write_tiny_dataset(root, "MNIST")
+    write_tiny_dataset(root, "FashionMNIST", seed=1)
+    return root
+
+
+# overrides that keep a CLI run on tiny data to a few seconds
+FAST = [
+    "trainer.max_epochs=2",
+    "data.val_size=100",
+    "data.batch_size=32",
+    "data.eval_batch_size=100",
+    "callbacks.progress_bar=null",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+]
+
+
+def run_cli(module: str, *args: str, data_dir: Path | None = None, cwd: Path | None = None,
+            check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if data_dir is not None:
+        env["MNISTLAB_DATA_DIR"] = str(data_dir)
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{module} {' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
+    return result

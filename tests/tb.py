@@ -1,0 +1,29 @@
+"""Reading TensorBoard event files back, as the HParams tab would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+
+def load(run_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+def hparams_sessions(run_dir: Path) -> list[dict[str, object]]:
+    """The HParams session(s) written in ``run_dir``: one dict of hparam values per session."""
+    content = load(run_dir).PluginTagToContent("hparams")
+    sessions = []
+    for tag, raw in content.items():
+        if tag.endswith("session_start_info"):
+            info = plugin_data_pb2.HParamsPluginData.FromString(raw).session_start_info
+            sessions.append({k: v.string_value or v.number_value or v.bool_value for k, v in info.hparams.items()})
+    return sessions
+
+
+def last_scalar(run_dir: Path, tag: str) -> float:
+    return load(run_dir).Scalars(tag)[-1].value

@@ -1,0 +1,133 @@
+"""End to end through the command line, on tiny data the tests write themselves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FAST, REPO, run_cli
+from tb import hparams_sessions, last_scalar, load
+
+METRIC_KEYS = {"status", "val/acc_best", "test/acc", "test/f1", "test/loss", "epochs", "train_time_s",
+               "time_per_epoch_s", "peak_memory_mb", "params"}
+HPARAM_KEYS = {"data", "model", "norm", "dropout", "activation", "init", "optim", "lr", "weight_decay",
+               "scheduler", "batch_size", "precision", "seed"}
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_data, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    run_cli("mnistlab.train", *FAST, "model=cnn_bn_do", "data=mnist", f"hydra.run.dir={run_dir}", data_dir=tiny_data)
+    return run_dir
+
+
+def test_run_writes_every_file(trained_run):
+    assert (trained_run / ".hydra" / "config.yaml").is_file()
+    assert (trained_run / "checkpoints" / "best.ckpt").is_file()
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+    assert list(trained_run.glob("events.out.tfevents.*"))
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics["test/acc"] > 0.9  # the tiny data set is easy: a broken pipeline stays near 0.1
+    assert metrics["params"] == 288 + 64 + 18_432 + 128 + 3136 * 128 + 128 + 1290  # cnn_bn_do, bias-free convs
+    assert metrics["peak_memory_mb"] > 0 and metrics["time_per_epoch_s"] > 0
+    assert set(metrics["hparams"]) == HPARAM_KEYS
+
+
+def test_checkpoint_loads_with_weights_only_and_rebuilds(trained_run):
+    from mnistlab.module import load_checkpoint
+
+    checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["model"]["norm"] == "batch"
+    assert checkpoint["mnistlab"]["config"]["data"]["dataset"] == "mnist"
+    model, _ = load_checkpoint(str(trained_run / "checkpoints" / "best.ckpt"))
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert model.mean.flatten().tolist() == pytest.approx(checkpoint["hyper_parameters"]["mean"])
+
+
+def test_tensorboard_has_curves_and_one_hparams_session(trained_run):
+    sessions = hparams_sessions(trained_run)
+    assert len(sessions) == 1 and set(sessions[0]) == HPARAM_KEYS
+    assert sessions[0]["model"] == "cnn_bn_do" and sessions[0]["norm"] == "batch"
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert last_scalar(trained_run, "test/acc") == pytest.approx(metrics["test/acc"])
+    assert last_scalar(trained_run, "val/acc_best") == pytest.approx(metrics["val/acc_best"])
+    tags = load(trained_run).Tags()["scalars"]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1"} <= set(tags)
+    assert "hp_metric" not in tags
+
+
+def test_evaluate_reproduces_the_test_metrics(trained_run, tiny_data, tmp_path):
+    result = run_cli("mnistlab.evaluate", f"ckpt_path={trained_run}/checkpoints/best.ckpt",
+                     f"hydra.run.dir={tmp_path}", "trainer.enable_progress_bar=false", data_dir=tiny_data)
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    printed = dict(line.split(": ") for line in result.stdout.splitlines() if line.startswith("test/"))
+    assert set(printed) == {"test/acc", "test/f1", "test/loss"}
+    assert float(printed["test/acc"]) == pytest.approx(metrics["test/acc"], abs=1e-4)
+    assert json.loads((tmp_path / "evaluation.json").read_text())["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+def test_multirun_gives_one_hparams_row_per_run(tiny_data, tmp_path):
+    run_cli("mnistlab.train", "--multirun", *FAST, "model=mlp", "data=mnist", "trainer.max_epochs=1",
+            "optim=sgd,adam", "model.norm=none,batch", f"hydra.sweep.dir={tmp_path}", data_dir=tiny_data)
+    runs = sorted(p for p in tmp_path.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    rows = set()
+    for run in runs:
+        (session,) = hparams_sessions(run)
+        assert set(session) == HPARAM_KEYS
+        rows.add((session["optim"], session["norm"]))
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["status"] == "completed"
+        assert last_scalar(run, "test/acc") == pytest.approx(metrics["test/acc"])
+    assert rows == {("sgd", "none"), ("sgd", "batch"), ("adam", "none"), ("adam", "batch")}
+
+
+def test_lr_find_saves_plot_and_applies_suggestion(tiny_data, tmp_path):
+    run_cli("mnistlab.train", *FAST, "model=mlp", "data=mnist", "trainer.max_epochs=1", "tune.lr_find=true",
+            "tune.num_training=30", f"hydra.run.dir={tmp_path}", data_dir=tiny_data)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    suggestion = metrics["lr_find/suggestion"]
+    assert isinstance(suggestion, float) and 1e-6 <= suggestion <= 1.0
+    assert metrics["lr"] == pytest.approx(suggestion) and metrics["hparams"]["lr"] == pytest.approx(suggestion)
+    assert (tmp_path / "lr_find.png").stat().st_size > 1000
+    assert "lr_find" in load(tmp_path).Tags()["images"]
+    assert not list(tmp_path.glob(".lr_find_*.ckpt"))
+
+
+@pytest.mark.parametrize(("override", "expected"), [
+    ("model.activation=swish", "model.activation='swish' is not one of relu, tanh"),
+    ("model.dropout=1.5", "model.dropout=1.5 must be in [0, 1)"),
+    ("optim.lr=-1", "optim.lr=-1 must be > 0"),
+    ("data.val_size=70000", "data.val_size=70000 must be between 10"),
+])
+def test_bad_input_is_one_clear_line(tiny_data, tmp_path, override, expected):
+    result = run_cli("mnistlab.train", override, f"hydra.run.dir={tmp_path}", data_dir=tiny_data, check=False)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_says_where_to_put_it(tmp_path):
+    empty = tmp_path / "nothing"
+    result = run_cli("mnistlab.train", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}",
+                     data_dir=empty, check=False)
+    assert result.returncode == 2
+    assert f"error: MNIST not found in {empty}/MNIST/raw" in result.stderr
+    assert "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in \
+        result.stderr
+
+
+def test_help_is_fast_because_nothing_heavy_is_imported():
+    code = "import sys, mnistlab.train; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+    result = run_cli("mnistlab.train", "--help")
+    assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, linear, mlp" in result.stdout

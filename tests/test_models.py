@@ -1,0 +1,118 @@
+"""Every architecture and every knob: output shapes, layers really present, init really applied."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mnistlab.models import CNN, MLP, SoftmaxRegression
+from mnistlab.models.layers import ACTIVATIONS, INITS
+
+SHAPES = [(1, 28, 28), (3, 32, 32)]
+
+
+def build(kind: str, shape=(1, 28, 28), classes=10, **knobs) -> nn.Module:
+    return {"linear": SoftmaxRegression, "mlp": MLP, "cnn": CNN}[kind](shape, classes, **knobs)
+
+
+@pytest.mark.parametrize(("kind", "shape", "norm", "activation"),
+                         itertools.product(["linear", "mlp", "cnn"], SHAPES, ["none", "batch"], list(ACTIVATIONS)))
+def test_output_shape_for_every_knob(kind, shape, norm, activation):
+    model = build(kind, shape, classes=7, norm=norm, activation=activation, dropout=0.3)
+    out = model(torch.rand(4, *shape))
+    assert out.shape == (4, 7)
+    assert torch.isfinite(out).all()
+    has_bn = any(isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d) for m in model.modules())
+    assert has_bn == (norm == "batch")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_is_used(kind, activation):
+    model = build(kind, activation=activation)
+    assert any(type(m) is ACTIVATIONS[activation] for m in model.modules())
+    others = set(ACTIVATIONS.values()) - {ACTIVATIONS[activation]}
+    assert not any(type(m) in others for m in model.modules())
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+def test_dropout_modules(kind):
+    assert not any(isinstance(m, nn.Dropout) for m in build(kind, dropout=0.0).modules())
+    drops = [m for m in build(kind, dropout=0.25).modules() if isinstance(m, nn.Dropout)]
+    assert drops and all(m.p == 0.25 for m in drops)
+
+
+def test_cnn_matches_the_seed_architecture():
+    """cnn_bn_do: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, dropout, FC128, ReLU, dropout, FC10."""
+    model = CNN((1, 28, 28), 10, channels=[32, 64], fc=[128], norm="batch", dropout=0.3)
+    kinds = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential | CNN)]
+    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
+                     "Flatten", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    fc1 = model.head[2]
+    assert (fc1.in_features, fc1.out_features) == (64 * 7 * 7, 128)
+    assert model.features[0][0].bias is None  # BN follows: the conv bias is redundant
+    assert CNN((1, 28, 28), 10, channels=[32, 64]).features[0][0].bias is not None
+
+
+def test_cnn3_and_mlp_widths():
+    cnn3 = CNN((1, 28, 28), 10, channels=[32, 64, 128])
+    assert [b[0].out_channels for b in cnn3.features] == [32, 64, 128]
+    assert cnn3.head[1].in_features == 128 * 3 * 3
+    mlp = MLP((1, 28, 28), 10, hidden=[64, 128, 64], norm="batch")
+    assert [m.out_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [64, 128, 64, 10]
+    assert sum(p.numel() for p in MLP((1, 28, 28), 10).parameters()) == 784 * 128 + 128 + 128 * 10 + 10
+
+
+def test_too_many_pooling_blocks_is_a_clear_error():
+    with pytest.raises(ValueError, match="too many pooling blocks"):
+        CNN((1, 4, 4), 10, channels=[8, 8, 8])
+
+
+def _weights(model: nn.Module) -> list[torch.Tensor]:
+    return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+def test_zeros_init(kind):
+    model = build(kind, init="zeros")
+    assert all(w.abs().sum() == 0 for w in _weights(model))
+    assert all(m.bias is None or m.bias.abs().sum() == 0 for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def test_kaiming_init_has_kaiming_std():
+    torch.manual_seed(0)
+    model = MLP((1, 28, 28), 10, hidden=[512], init="kaiming")
+    w = model.layers[1].weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    assert model.layers[1].bias.abs().sum() == 0
+
+
+def test_xavier_init_stays_within_its_bound():
+    torch.manual_seed(0)
+    model = MLP((1, 28, 28), 10, hidden=[512], activation="tanh", init="xavier")
+    w = model.layers[1].weight
+    bound = (5 / 3) * math.sqrt(6 / (784 + 512))
+    assert w.abs().max().item() <= bound
+    assert w.abs().max().item() > 0.95 * bound  # uniform over the whole range, not PyTorch's default
+
+
+def test_default_init_differs_from_kaiming():
+    torch.manual_seed(0)
+    default = MLP((1, 28, 28), 10, hidden=[512]).layers[1].weight.std().item()
+    assert default == pytest.approx(1 / math.sqrt(3 * 784), rel=0.05)  # PyTorch's kaiming_uniform(a=√5)
+
+
+@pytest.mark.parametrize(("knob", "value"), [("norm", "layer"), ("activation", "swish"), ("init", "orthogonal"),
+                                              ("dropout", 1.0), ("dropout", -0.1)])
+@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+def test_invalid_knob_names_the_key(kind, knob, value):
+    with pytest.raises(ValueError, match=f"model.{knob}="):
+        build(kind, **{knob: value})
+
+
+def test_inits_listed():
+    assert INITS == ("default", "kaiming", "xavier", "zeros")
