@@ -56,6 +56,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     lightning_log.handlers.clear()
     lightning_log.propagate = True
 
+    started = time.perf_counter()
     out_dir = Path(cfg.paths.output_dir)
     metrics_path = out_dir / METRICS_FILE
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -107,16 +108,21 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             hparams=hparams,
             status="completed",
         )
+        record["wall_time_s"] = round(time.perf_counter() - started, 3)
     except BaseException as err:
         record.update(status="failed", reason=f"{type(err).__name__}: {err}")
         raise
     finally:
+        record["finished_at"] = time.time()
         if trainer.is_global_zero:
             write_json_atomic(metrics_path, record)
     log.info(
         "val/acc_best=%.4f test/acc=%s in %s epochs (%.1f s); results in %s",
-        record["val/acc_best"], f"{record.get('test/acc', float('nan')):.4f}", record["epochs"],
-        record["train_time_s"], out_dir,
+        record["val/acc_best"],
+        f"{record.get('test/acc', float('nan')):.4f}",
+        record["epochs"],
+        record["train_time_s"],
+        out_dir,
     )
     return record
 

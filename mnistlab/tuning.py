@@ -9,8 +9,9 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 
-def find_lr(trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule,
-            tune: Any, out_dir: Path) -> float | None:
+def find_lr(
+    trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, tune: Any, out_dir: Path
+) -> float | None:
     """Run ``Tuner.lr_find``; set ``model.lr`` to the suggestion; save ``lr_find.png``; log it.
 
     ``configure_optimizers`` reads ``model.lr``, so the suggestion reaches the optimizer (a Hydra partial

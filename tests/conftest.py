@@ -63,14 +63,24 @@ FAST = [
 ]
 
 
-def run_cli(module: str, *args: str, data_dir: Path | None = None, cwd: Path | None = None,
-            check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str,
+    *args: str,
+    data_dir: Path | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: int = 300,
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if data_dir is not None:
         env["MNISTLAB_DATA_DIR"] = str(data_dir)
     result = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and result.returncode != 0:
         raise AssertionError(

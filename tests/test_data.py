@@ -155,8 +155,10 @@ def test_loader_covers_each_sample_once_per_epoch_in_a_seeded_order():
 
 
 def test_loader_shards_across_ranks():
-    ranks = [TensorBatchLoader(torch.zeros(10, 1, 1, 1), torch.arange(10), 4, shuffle=True, rank=r, world_size=3)
-             for r in range(3)]
+    ranks = [
+        TensorBatchLoader(torch.zeros(10, 1, 1, 1), torch.arange(10), 4, shuffle=True, rank=r, world_size=3)
+        for r in range(3)
+    ]
     seen = [torch.cat([y for _, y in loader]).tolist() for loader in ranks]
     assert [len(s) for s in seen] == [4, 4, 4]
     assert set().union(*seen) == set(range(10))

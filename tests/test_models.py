@@ -19,8 +19,10 @@ def build(kind: str, shape=(1, 28, 28), classes=10, **knobs) -> nn.Module:
     return {"linear": SoftmaxRegression, "mlp": MLP, "cnn": CNN}[kind](shape, classes, **knobs)
 
 
-@pytest.mark.parametrize(("kind", "shape", "norm", "activation"),
-                         itertools.product(["linear", "mlp", "cnn"], SHAPES, ["none", "batch"], list(ACTIVATIONS)))
+@pytest.mark.parametrize(
+    ("kind", "shape", "norm", "activation"),
+    itertools.product(["linear", "mlp", "cnn"], SHAPES, ["none", "batch"], list(ACTIVATIONS)),
+)
 def test_output_shape_for_every_knob(kind, shape, norm, activation):
     model = build(kind, shape, classes=7, norm=norm, activation=activation, dropout=0.3)
     out = model(torch.rand(4, *shape))
@@ -50,8 +52,22 @@ def test_cnn_matches_the_seed_architecture():
     """cnn_bn_do: conv32-BN-ReLU-pool, conv64-BN-ReLU-pool, dropout, FC128, ReLU, dropout, FC10."""
     model = CNN((1, 28, 28), 10, channels=[32, 64], fc=[128], norm="batch", dropout=0.3)
     kinds = [type(m).__name__ for m in model.modules() if not isinstance(m, nn.Sequential | CNN)]
-    assert kinds == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d", "Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d",
-                     "Flatten", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
+    assert kinds == [
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "MaxPool2d",
+        "Conv2d",
+        "BatchNorm2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Dropout",
+        "Linear",
+        "ReLU",
+        "Dropout",
+        "Linear",
+    ]
     fc1 = model.head[2]
     assert (fc1.in_features, fc1.out_features) == (64 * 7 * 7, 128)
     assert model.features[0][0].bias is None  # BN follows: the conv bias is redundant
@@ -106,8 +122,10 @@ def test_default_init_differs_from_kaiming():
     assert default == pytest.approx(1 / math.sqrt(3 * 784), rel=0.05)  # PyTorch's kaiming_uniform(a=√5)
 
 
-@pytest.mark.parametrize(("knob", "value"), [("norm", "layer"), ("activation", "swish"), ("init", "orthogonal"),
-                                              ("dropout", 1.0), ("dropout", -0.1)])
+@pytest.mark.parametrize(
+    ("knob", "value"),
+    [("norm", "layer"), ("activation", "swish"), ("init", "orthogonal"), ("dropout", 1.0), ("dropout", -0.1)],
+)
 @pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
 def test_invalid_knob_names_the_key(kind, knob, value):
     with pytest.raises(ValueError, match=f"model.{knob}="):

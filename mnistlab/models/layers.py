@@ -43,9 +43,7 @@ def make_norm(norm: str, num_features: int, dims: int) -> nn.Module | None:
 
 def _gain_nonlinearity(activation: str) -> str:
     # torch.nn.init knows these names; gelu/elu have no entry, relu is the closest
-    return {"leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu"}.get(
-        activation, "relu"
-    )
+    return {"leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu"}.get(activation, "relu")
 
 
 def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:

@@ -1,0 +1,25 @@
+"""`make bench`: every bench in turn; exit status 1 when a target is missed."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+BENCHES = ["startup", "cnn_throughput", "mlp_epoch", "sweep_overhead", "time_to_accuracy", "default_recipe"]
+
+
+def main(names: list[str]) -> int:
+    failed = []
+    for name in names or BENCHES:
+        print(f"\n== {name} ==", flush=True)
+        if not importlib.import_module(name).main():
+            failed.append(name)
+        sys.stdout.flush()
+    print(f"\n{len(names or BENCHES) - len(failed)} passed, {len(failed)} failed" + (f": {failed}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
