@@ -1,0 +1,5 @@
+"""DataModules, index splits and device-side augmentation."""
+
+from mnistlab.data.mnist import MNISTDataModule
+
+__all__ = ["MNISTDataModule"]
