@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,9 @@ def validate(cfg: DictConfig) -> None:
         value = _number(cfg, key)
         if value is not None and not ok(value):
             raise ConfigError(f"{key}={value!r} {allowed}")
+    interval = OmegaConf.select(cfg, "scheduler.interval")
+    if interval is not None and interval not in ("step", "epoch"):
+        raise ConfigError(f"scheduler.interval={interval!r} must be 'step' or 'epoch'")
     precision = OmegaConf.select(cfg, "trainer.precision")
     if precision is not None and str(precision) not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision!r} is not one of {', '.join(PRECISIONS)}")
@@ -56,3 +60,41 @@ def validate(cfg: DictConfig) -> None:
 def to_plain(cfg: Any) -> Any:
     """Resolved plain containers: what checkpoints and metrics.json may hold."""
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """``model=foo`` where conf/model/foo.yaml does not exist: one line listing the options, before Hydra
+    (whose own message spans a screen)."""
+    conf = Path(CONFIG_DIR)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~")
+        if not sep or "." in group or "/" in group or not (conf / group).is_dir() or "," in value or not value:
+            continue
+        if value != "null" and not (conf / group / f"{value}.yaml").is_file():
+            options = sorted(p.stem for p in (conf / group).glob("*.yaml"))
+            _fail(f"{group}={value!r} is not a preset; choose one of {', '.join(options)}")
+
+
+def expand_resume(argv: list[str]) -> list[str]:
+    """``resume=<run dir>`` → the run's own overrides, then the new ones, in the same run dir, from its
+    ``checkpoints/last.ckpt``. Hydra then composes the same config again (later overrides win) and writes
+    the combined overrides back, so a run can be resumed any number of times."""
+    resume = [a for a in argv if a.startswith("resume=")]
+    if not resume:
+        return argv
+    run_dir = Path(resume[-1].partition("=")[2]).expanduser()
+    overrides_file, last = run_dir / ".hydra" / "overrides.yaml", run_dir / "checkpoints" / "last.ckpt"
+    if not overrides_file.is_file():
+        _fail(f"resume={run_dir} is not a run dir (no .hydra/overrides.yaml)")
+    if not last.is_file():
+        _fail(f"resume={run_dir} has no checkpoints/last.ckpt to resume from (the run ended before its first epoch)")
+    dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
+    saved = [o for o in OmegaConf.load(overrides_file) if not str(o).startswith(dropped)]
+    new = [a for a in argv[1:] if not a.startswith("resume=")]
+    return [argv[0], *saved, *new, f"ckpt_path={last.resolve()}", f"hydra.run.dir={run_dir.resolve()}"]

@@ -70,6 +70,7 @@ class ImageClassifier(L.LightningModule):
         self.test_f1 = MulticlassF1Score(average="macro", **metric_args)
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best
         self._loss_window = torch.zeros(())
         self._window_steps = 0
 
@@ -79,8 +80,12 @@ class ImageClassifier(L.LightningModule):
 
     # -- training -------------------------------------------------------------------------------
     def on_train_start(self) -> None:
-        self.val_acc_best.reset()  # the sanity check's validation must not count as a best
+        if self.trainer.current_epoch == 0:  # the sanity check's validation must not count as a best
+            self.val_acc_best.reset()
+
+    def on_train_epoch_start(self) -> None:
         self._loss_window = torch.zeros((), device=self.device)
+        self._window_steps = 0
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
@@ -185,12 +190,8 @@ class ImageClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
 
-def load_checkpoint(path: str) -> tuple[ImageClassifier, dict[str, Any]]:
-    """Rebuild an ``ImageClassifier`` from a checkpoint with ``torch.load(weights_only=True)``.
-
-    Returns the model (in eval mode, on the CPU) and the raw checkpoint dict, whose ``mnistlab`` entry
-    holds the run's resolved config.
-    """
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """A checkpoint dict read with ``torch.load(weights_only=True)``: no pickled code ever runs."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -200,6 +201,16 @@ def load_checkpoint(path: str) -> tuple[ImageClassifier, dict[str, Any]]:
         raise ConfigError(f"ckpt_path={path} is not a readable mnistlab checkpoint ({first_line[:200]})") from None
     if not isinstance(checkpoint, dict) or "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ConfigError(f"ckpt_path={path} is not a Lightning checkpoint of mnistlab (no hyper_parameters)")
+    return checkpoint
+
+
+def load_checkpoint(path: str) -> tuple[ImageClassifier, dict[str, Any]]:
+    """Rebuild an ``ImageClassifier`` from a checkpoint (safely, see ``read_checkpoint``).
+
+    Returns the model (in eval mode, on the CPU) and the raw checkpoint dict, whose ``mnistlab`` entry
+    holds the run's resolved config.
+    """
+    checkpoint = read_checkpoint(path)
     try:
         model = ImageClassifier(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])

@@ -70,8 +70,9 @@ def run_cli(
     cwd: Path | None = None,
     check: bool = True,
     timeout: int = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if data_dir is not None:
         env["MNISTLAB_DATA_DIR"] = str(data_dir)
     result = subprocess.run(

@@ -1,0 +1,45 @@
+"""Hydra callback: when a multirun ends, count the failed jobs and say so in the exit status.
+
+Hydra's basic launcher carries on after a failed job, but nothing then tells the user how many failed.
+Each job records ``status`` in its metrics.json; this reads them back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("mnistlab.sweep")
+
+
+def sweep_statuses(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """Job dir name → its metrics.json (a job that wrote none counts as failed)."""
+    from mnistlab.results import read_metrics
+
+    statuses = {}
+    for job in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()), key=lambda p: p.name):
+        statuses[job.name] = read_metrics(job) or {"status": "failed", "reason": "no metrics.json was written"}
+    return statuses
+
+
+class SweepSummary(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # the sweep dir must exist before the sweeper opens anything in it (Optuna's SQLite study)
+        Path(config.hydra.sweep.dir).mkdir(parents=True, exist_ok=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        statuses = sweep_statuses(sweep_dir)
+        failed = {name: m for name, m in statuses.items() if m.get("status") != "completed"}
+        for name, metrics in failed.items():
+            log.error("job %s failed: %s", name, metrics.get("reason", metrics.get("status")))
+        completed = len(statuses) - len(failed)
+        print(f"{completed} of {len(statuses)} runs completed, {len(failed)} failed; in {sweep_dir}", flush=True)
+        if failed:
+            raise SystemExit(1)
