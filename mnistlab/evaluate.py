@@ -1,4 +1,5 @@
-"""``python -m mnistlab.evaluate ckpt_path=…``: re-test a checkpoint; prints test/acc, test/f1, test/loss."""
+"""``python -m mnistlab.evaluate ckpt_path=…``: re-test a checkpoint; prints test/acc, test/f1, test/loss and
+writes the evaluation report (confusion matrix, per-class scores, baselines) into its own run dir."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from mnistlab.errors import MnistlabError
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from hydra.utils import instantiate
 
+    from mnistlab.evaluation import write_evaluation
     from mnistlab.module import load_checkpoint
     from mnistlab.results import write_json_atomic
 
@@ -27,8 +29,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     datamodule = instantiate(data_cfg)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
     (metrics,) = trainer.test(model, datamodule=datamodule, verbose=False)
+    out_dir = Path(cfg.paths.output_dir)
     result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), **{k: float(v) for k, v in metrics.items()}}
-    write_json_atomic(Path(cfg.paths.output_dir) / "evaluation.json", result)
+    datamodule.setup("fit")  # the baselines need the train split's labels
+    labels = datamodule.splits["train"][1], datamodule.splits["test"][1]
+    result.update(write_evaluation(out_dir, model.test_results, datamodule.classes, *labels, result))
+    write_json_atomic(out_dir / "evaluation.json", result)
     for key in ("test/acc", "test/f1", "test/loss"):
         print(f"{key}: {result[key]:.4f}")
     return result

@@ -41,3 +41,26 @@ def sweep_hparams(cfg: DictConfig, choices: dict[str, Any], lr: float) -> dict[s
         "precision": _scalar(str(cfg.trainer.get("precision", "32-true"))),
         "seed": int(cfg.seed),
     }
+
+
+def log_hparams(loggers: list[Any], hparams: dict[str, Any]) -> None:
+    """One HParams session per run, declaring HPARAM_METRICS as its metric columns.
+
+    Lightning's ``log_hyperparams(params, metrics)`` also writes the metrics as scalars at step 0; those
+    placeholders can outlive the real values when a run has several event files (test opens a new one).
+    Here only the session is written; the real metrics arrive under the same tags.
+    """
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.utilities import rank_zero_only
+    from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+    if rank_zero_only.rank != 0:  # other ranks hold no writer
+        return
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            writer = logger.experiment._get_file_writer()
+            for summary in hparams_summary(hparams, dict.fromkeys(HPARAM_METRICS, 0.0)):
+                writer.add_summary(summary)
+            writer.flush()
+        else:
+            logger.log_hyperparams(hparams)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from hydra.utils import get_class
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mnistlab.errors import ConfigError, LossDivergedError
 
@@ -69,10 +69,14 @@ class ImageClassifier(L.LightningModule):
         self.test_acc = MulticlassAccuracy(average="micro", **metric_args)
         self.test_f1 = MulticlassF1Score(average="macro", **metric_args)
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.test_confusion = MulticlassConfusionMatrix(**metric_args)
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best
         self._loss_window = torch.zeros(())
         self._window_steps = 0
+        self.val_history: list[float] = []  # val/acc per epoch, kept in checkpoints for resumed runs
+        self.test_results: dict[str, Any] = {}  # confusion matrix and misclassified examples of the last test
+        self.keep_misclassified = 36
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for images in [0, 1], shape ``(N, C, H, W)``."""
@@ -136,12 +140,26 @@ class ImageClassifier(L.LightningModule):
         values = {"val/loss": self.val_loss.compute(), "val/acc": acc, "val/f1": self.val_f1.compute()}
         if not self.trainer.sanity_checking:
             values["val/acc_best"] = self.val_acc_best.compute()
+            self.val_history.append(round(float(acc), 6))
         self.log_dict(values, prog_bar=True)
         for metric in (self.val_loss, self.val_acc, self.val_f1):
             metric.reset()
 
+    def on_test_epoch_start(self) -> None:
+        self._misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._kept = 0
+
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch, self.test_loss, self.test_acc, self.test_f1)
+        images, labels = batch
+        logits = self(images)
+        self.test_loss.update(F.cross_entropy(logits, labels), weight=len(labels))
+        for metric in (self.test_acc, self.test_f1, self.test_confusion):
+            metric.update(logits, labels)
+        if self._kept < self.keep_misclassified:  # a few examples for the report, taken as they come
+            wrong = (logits.argmax(1) != labels).nonzero().flatten()[: self.keep_misclassified - self._kept]
+            if len(wrong):
+                self._misclassified.append((images[wrong].cpu(), labels[wrong].cpu(), logits[wrong].argmax(1).cpu()))
+                self._kept += len(wrong)
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(
@@ -151,8 +169,16 @@ class ImageClassifier(L.LightningModule):
                 "test/f1": self.test_f1.compute(),
             }
         )
-        for metric in (self.test_loss, self.test_acc, self.test_f1):
+        misclassified = [torch.cat(parts) for parts in zip(*self._misclassified, strict=True)] if self._kept else []
+        self.test_results = {"confusion": self.test_confusion.compute().cpu(), "misclassified": misclassified}
+        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_confusion):
             metric.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["val_history"] = list(self.val_history)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.val_history = list(checkpoint.get("val_history", []))
 
     # -- optimization ---------------------------------------------------------------------------
     def _fused_available(self, optim_cls: type) -> bool:

@@ -6,6 +6,7 @@ Heavy imports (torch, Lightning) happen inside ``train`` so that ``--help`` answ
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
 
     from mnistlab.callbacks import EpochSeed, RunStats, StoreRunConfig
     from mnistlab.checkpoint_io import AtomicCheckpointIO
-    from mnistlab.hparams import HPARAM_METRICS, sweep_hparams
+    from mnistlab.hparams import log_hparams, sweep_hparams
     from mnistlab.module import ImageClassifier
 
     # Lightning prints through its own handler as well as Hydra's: keep Hydra's (console + train.log)
@@ -103,26 +104,35 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         log.info("LR finder suggests %s; training with lr=%s", record["lr_find/suggestion"], model.lr)
     hparams = record["hparams"] = sweep_hparams(cfg, HydraConfig.get().runtime.choices, model.lr)
     if not resuming_here:  # a resumed run keeps its first HParams session: one row per run
-        for logger in loggers:
-            logger.log_hyperparams(hparams, dict.fromkeys(HPARAM_METRICS, 0.0))
+        log_hparams(loggers, hparams)
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    record["val_curve"] = list(model.val_history)  # before testing loads the best checkpoint's history
+    if model.val_history:
+        record["best_epoch"] = model.val_history.index(max(model.val_history)) + 1
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     best_score = checkpoint.best_model_score if checkpoint is not None else None
     record["val/acc_best"] = float(best_score) if best_score is not None else _maybe(trainer, "val/acc_best")
+    record.update(run_stats.summary(model.device))
+    for callback in trainer.callbacks:
+        record.update(getattr(callback, "results", {}))  # sanity checks
+    record.update(
+        params=sum(p.numel() for p in model.net.parameters()),
+        lr=model.lr,
+        best_checkpoint=str(Path(best).relative_to(out_dir)) if best else None,
+    )
     if cfg.test:
         start = time.perf_counter()
         (test_metrics,) = trainer.test(model, datamodule=datamodule, ckpt_path=best, weights_only=True)
         record.update({k: float(v) for k, v in test_metrics.items()})
         record["test_time_s"] = round(time.perf_counter() - start, 3)
-    record.update(run_stats.summary(model.device))
-    record.update(
-        params=sum(p.numel() for p in model.net.parameters()),
-        lr=model.lr,
-        best_checkpoint=str(Path(best).relative_to(out_dir)) if best else None,
-        status="completed",
-    )
+        if trainer.is_global_zero:
+            from mnistlab.evaluation import write_evaluation
+
+            labels = datamodule.splits["train"][1], datamodule.splits["test"][1]
+            record.update(write_evaluation(out_dir, model.test_results, datamodule.classes, *labels, record, loggers))
+    record["status"] = "completed"
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.time()
     if trainer.is_global_zero:
@@ -200,11 +210,11 @@ def user_error(err: BaseException) -> MnistlabError | None:
 
 def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException) -> None:
     """metrics.json says ``failed``, why, and what the run had reached (rank 0 only)."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only
-
     from mnistlab.results import METRICS_FILE, write_json_atomic
 
-    if rank_zero_only.rank == 0:
+    # the variables Lightning reads for the global rank (not imported: a typo must fail in half a second)
+    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0")
+    if int(rank) == 0:
         reason = f"{type(err).__name__}: {err}".splitlines()[0]
         failed = {**record, "status": "failed", "reason": reason, "finished_at": time.time()}
         write_json_atomic(Path(cfg.paths.output_dir) / METRICS_FILE, failed)

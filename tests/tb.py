@@ -26,4 +26,4 @@ def hparams_sessions(run_dir: Path) -> list[dict[str, object]]:
 
 
 def last_scalar(run_dir: Path, tag: str) -> float:
-    return load(run_dir).Scalars(tag)[-1].value
+    return max(load(run_dir).Scalars(tag), key=lambda event: event.step).value

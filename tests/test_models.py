@@ -134,3 +134,9 @@ def test_invalid_knob_names_the_key(kind, knob, value):
 
 def test_inits_listed():
     assert INITS == ("default", "kaiming", "xavier", "zeros")
+
+
+def test_config_validation_knows_the_same_knobs():
+    from mnistlab import config
+
+    assert tuple(ACTIVATIONS) == config.ACTIVATIONS

@@ -29,3 +29,31 @@ def test_plain_sgd_cnn_reaches_97_percent_in_one_epoch(tmp_path):
     assert metrics["status"] == "completed"
     assert metrics["test/acc"] >= 0.97, metrics
     assert metrics["hparams"]["optim"] == "sgd"
+
+
+def test_reduced_ablation_writes_the_sweep_report(tmp_path):
+    """The analysis issue's check: a reduced `-m experiment=ablation` on real MNIST gives the report."""
+    run_cli(
+        "mnistlab.train",
+        "-m",
+        "experiment=ablation",
+        "optim=sgd,adam",
+        "model.norm=none,batch",
+        "model.dropout=0.0",
+        "model.activation=relu",
+        "model.init=default",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=60",
+        "callbacks.progress_bar=null",
+        f"hydra.sweep.dir={tmp_path}",
+        data_dir=REAL_DATA,
+        timeout=600,
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert "4 of 4 runs completed, 0 failed" in report and "factors that vary: norm, optim, lr" in report
+    assert "| optim | adam |" in report and "| norm | batch |" in report
+    assert (tmp_path / "main_effects.png").is_file() and (tmp_path / "val_curves.png").is_file()
+    run = json.loads((tmp_path / "0" / "metrics.json").read_text())
+    assert run["test/samples"] == 10_000 and run["test/acc"] > 0.8
+    assert run["baseline/majority_acc"] == pytest.approx(1135 / 10_000)  # digit 1: the train set's majority
+    assert "## Per-class scores" in (tmp_path / "0" / "report.md").read_text()

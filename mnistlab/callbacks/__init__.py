@@ -1,7 +1,27 @@
-"""Lightning callbacks of mnistlab (and the Hydra callback that summarizes a sweep)."""
+"""Lightning callbacks of mnistlab (and the Hydra callback that summarizes a sweep).
 
-from mnistlab.callbacks.epoch_seed import EpochSeed
-from mnistlab.callbacks.run_config import StoreRunConfig
-from mnistlab.callbacks.run_stats import RunStats
+Imported lazily: Hydra loads ``mnistlab.callbacks.sweep`` at start-up, which must not pull in Lightning.
+"""
 
-__all__ = ["EpochSeed", "RunStats", "StoreRunConfig"]
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "ClassDistribution": "diagnostics",
+    "FeatureMaps": "diagnostics",
+    "Filters": "diagnostics",
+    "Histograms": "diagnostics",
+    "ModelGraph": "diagnostics",
+    "SanityChecks": "diagnostics",
+    "TrainingSamples": "diagnostics",
+    "EpochSeed": "epoch_seed",
+    "StoreRunConfig": "run_config",
+    "RunStats": "run_stats",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'mnistlab.callbacks' has no attribute {name!r}")
+    return getattr(import_module(f"mnistlab.callbacks.{_WHERE[name]}"), name)

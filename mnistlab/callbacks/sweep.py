@@ -35,6 +35,12 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        try:
+            from mnistlab.report import write_report
+
+            log.info("sweep report: %s", write_report(sweep_dir))
+        except Exception:  # the report must never cost the sweep its exit status
+            log.exception("the sweep report could not be written")
         statuses = sweep_statuses(sweep_dir)
         failed = {name: m for name, m in statuses.items() if m.get("status") != "completed"}
         for name, metrics in failed.items():

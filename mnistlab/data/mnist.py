@@ -59,15 +59,31 @@ def _load_split_cached(raw: Path, split: str, stamp: tuple[int, ...]) -> tuple[T
     return images.unsqueeze(1), labels.long()
 
 
+@functools.cache
+def _train_val_cached(raw: Path, stamp: tuple[int, ...], val_size: int, seed: int):
+    images, labels = _load_split_cached(raw, "train", stamp)
+    train_idx, val_idx = stratified_split(labels, val_size, seed, "data.val_size")
+    train = (images[train_idx], labels[train_idx])
+    return train, (images[val_idx], labels[val_idx]), channel_stats(train[0])
+
+
+def _stamp(raw: Path, split: str) -> tuple[int, ...]:
+    paths = [_find(raw, name) for name in FILES[split]]
+    return tuple(v for p in paths if p for v in (p.stat().st_size, p.stat().st_mtime_ns))
+
+
+def train_val_split(raw: Path, val_size: int, seed: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], Any]:
+    """(train, val, (mean, std)) of the official train set, computed once per process and configuration."""
+    return _train_val_cached(raw, _stamp(raw, "train"), val_size, seed)
+
+
 def load_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
     """Images ``(N, 1, H, W)`` uint8 and labels int64 of one split, read once per process.
 
     Sweeps run many jobs in one process: the cache makes every job after the first start instantly.
     The key includes file sizes and mtimes, so replaced files are read again.
     """
-    paths = [_find(raw, name) for name in FILES[split]]
-    stamp = tuple(v for p in paths if p for v in (p.stat().st_size, p.stat().st_mtime_ns))
-    return _load_split_cached(raw, split, stamp)
+    return _load_split_cached(raw, split, _stamp(raw, split))
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -150,20 +166,17 @@ class MNISTDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if "train" not in self.splits and stage in (None, "fit", "validate"):
-            images, labels = self._load("train")
-            train_idx, val_idx = stratified_split(labels, self.val_size, self.seed, "data.val_size")
-            self.splits["train"] = (images[train_idx], labels[train_idx])
-            self.splits["val"] = (images[val_idx], labels[val_idx])
-            self.mean, self.std = channel_stats(self.splits["train"][0])
+            if self.missing_files():
+                self.prepare_data()
+            train, val, (mean, std) = train_val_split(self.raw_dir, self.val_size, self.seed)
+            self.splits["train"], self.splits["val"], self.mean, self.std = train, val, list(mean), list(std)
         if "test" not in self.splits and stage in (None, "test", "predict"):
             self.splits["test"] = self._load("test")
 
     def _load(self, split: str) -> tuple[Tensor, Tensor]:
         if self.missing_files():
             self.prepare_data()
-        images, labels = load_split(self.raw_dir, split)
-        device = self._data_device()
-        return images.to(device), labels.to(device)
+        return load_split(self.raw_dir, split)
 
     def _data_device(self) -> torch.device:
         """GPU-resident data when training on a GPU (one 47 MB copy beats a transfer per batch)."""
@@ -176,13 +189,16 @@ class MNISTDataModule(L.LightningDataModule):
     # -- loaders ----------------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> TensorBatchLoader:
         images, labels = self.splits[split]
+        device = self._data_device()
+        if images.device != device:  # moved once, when the trainer's device is known
+            images, labels = self.splits[split] = (images.to(device), labels.to(device))
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         return TensorBatchLoader(
             images,
             labels,
             self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
+            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # overfit: a fixed subset
             drop_last=False,
             seed=self.seed,
             rank=rank,

@@ -15,8 +15,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "elu": nn.ELU,
 }
-NORMS = ("none", "batch")
-INITS = ("default", "kaiming", "xavier", "zeros")
+from mnistlab.config import INITS, NORMS  # noqa: E402  (the names live beside the config validation)
 
 
 def make_activation(name: str) -> nn.Module:

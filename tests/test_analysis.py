@@ -1,0 +1,189 @@
+"""Evaluation report numbers, sanity checks, diagnostics in TensorBoard, and the sweep report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, run_cli
+from tb import load
+
+from mnistlab.evaluation import baselines, most_confused, per_class_scores
+from mnistlab.report import main_effects, write_report
+
+
+def test_per_class_scores_and_most_confused():
+    confusion = torch.tensor([[8, 2, 0], [1, 6, 3], [0, 0, 10]])
+    scores = per_class_scores(confusion)
+    assert scores[0] == pytest.approx(
+        {"precision": 8 / 9, "recall": 0.8, "f1": 2 * (8 / 9) * 0.8 / (8 / 9 + 0.8), "support": 10}
+    )
+    assert scores[2]["precision"] == pytest.approx(10 / 13) and scores[2]["recall"] == 1.0
+    pairs = most_confused(confusion, ["a", "b", "c"])
+    assert pairs == [
+        {"true": "b", "predicted": "c", "count": 3},
+        {"true": "a", "predicted": "b", "count": 2},
+        {"true": "b", "predicted": "a", "count": 1},
+    ]
+
+
+def test_baselines_match_a_known_label_distribution():
+    train = torch.tensor([0] * 60 + [1] * 30 + [2] * 10)
+    test = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    base = baselines(train, test, 3)
+    assert base["majority"]["acc"] == pytest.approx(0.5)
+    assert base["majority"]["f1"] == pytest.approx((2 * 0.5 / 1.5) / 3)
+    assert base["majority"]["loss"] == pytest.approx(-(0.5 * math.log(0.6) + 0.3 * math.log(0.3) + 0.2 * math.log(0.1)))
+    assert base["uniform"]["acc"] == pytest.approx(1 / 3) and base["uniform"]["loss"] == pytest.approx(math.log(3))
+    expected_f1 = statistics.fmean(2 * p * (1 / 3) / (p + 1 / 3) for p in (0.5, 0.3, 0.2))
+    assert base["uniform"]["f1"] == pytest.approx(expected_f1)
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tiny_data, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("evaluated") / "run"
+    # an untrained-ish model (5 steps) so that there are mistakes to report
+    run_cli(
+        "mnistlab.train",
+        *FAST,
+        "model=cnn_bn",
+        "data=mnist_aug",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=3",
+        "optim=sgd",
+        "optim.lr=0.001",
+        "scheduler=none",
+        f"hydra.run.dir={run_dir}",
+        data_dir=tiny_data,
+    )
+    return run_dir
+
+
+def test_run_report_files_and_numbers(evaluated_run):
+    metrics = json.loads((evaluated_run / "metrics.json").read_text())
+    with open(evaluated_run / "confusion_matrix.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    confusion = torch.tensor([[int(v) for v in row[1:]] for row in rows])
+    assert confusion.shape == (10, 10) and int(confusion.sum()) == 200 == metrics["test/samples"]
+    assert confusion.diag().sum().item() / 200 == pytest.approx(metrics["test/acc"], abs=1e-6)
+    with open(evaluated_run / "per_class.csv") as f:
+        per_class = list(csv.DictReader(f))
+    assert [int(r["support"]) for r in per_class] == [20] * 10
+    assert metrics["baseline/majority_acc"] == pytest.approx(0.1) and metrics["baseline/uniform_acc"] == 0.1
+    assert len(metrics["most_confused"]) <= 10
+    report = (evaluated_run / "report.md").read_text()
+    for section in (
+        "majority class",
+        "uniform random",
+        "## Per-class scores",
+        "## Most confused pairs",
+        "confusion_matrix.png",
+        "peak memory",
+    ):
+        assert section in report
+    assert (evaluated_run / "confusion_matrix.png").stat().st_size > 5000
+    if metrics["test/acc"] < 1:
+        assert (evaluated_run / "misclassified.png").is_file() and "misclassified.png" in report
+
+
+def test_sanity_checks_recorded(evaluated_run):
+    metrics = json.loads((evaluated_run / "metrics.json").read_text())
+    assert metrics["sanity/batch_shape"] == [32, 1, 28, 28]
+    assert 0 <= metrics["sanity/batch_min"] < metrics["sanity/batch_max"] <= 1
+    assert metrics["sanity/expected_initial_loss"] == pytest.approx(math.log(10), abs=1e-4)
+    assert abs(metrics["sanity/initial_loss"] - math.log(10)) < 0.5 * math.log(10)
+
+
+def test_diagnostics_in_tensorboard(evaluated_run):
+    tags = load(evaluated_run).Tags()
+    assert {
+        "samples/train_augmented",
+        "model/first_layer_filters",
+        "model/feature_maps_block1",
+        "model/feature_maps_block2",
+        "data/class_distribution",
+        "test/confusion_matrix",
+    } <= set(tags["images"])
+    assert any(t.startswith("weights/") for t in tags["histograms"])
+    assert any(t.startswith("gradients/") for t in tags["histograms"])
+    assert tags["graph"]
+
+
+def test_overfit_preset_drives_the_loss_near_zero(tiny_data, tmp_path):
+    run_cli(
+        "mnistlab.train",
+        "debug=overfit",
+        "model=mlp",
+        "trainer.overfit_batches=2",
+        "trainer.max_epochs=30",
+        "data.batch_size=32",
+        "data.val_size=100",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={tmp_path}",
+        data_dir=tiny_data,
+    )
+    assert load(tmp_path).Scalars("train/loss")[-1].value < 0.01
+
+
+def _fake_run(sweep: Path, job: str, status: str, hparams: dict, acc: float | None, reason: str = "") -> None:
+    (sweep / job / ".hydra").mkdir(parents=True)
+    (sweep / job / ".hydra" / "overrides.yaml").write_text("".join(f"- {k}={v}\n" for k, v in hparams.items()))
+    metrics = {"status": status, "hparams": {"model": "cnn", **hparams}}
+    if acc is not None:
+        metrics.update({"val/acc_best": acc, "test/acc": acc - 0.01, "val_curve": [acc - 0.1, acc]})
+    if reason:
+        metrics["reason"] = reason
+    (sweep / job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_sweep_report_main_effects_and_seed_variance(tmp_path):
+    accs = {
+        ("sgd", "none", 1): 0.90,
+        ("sgd", "none", 2): 0.92,
+        ("sgd", "batch", 1): 0.95,
+        ("sgd", "batch", 2): 0.97,
+        ("adam", "none", 1): 0.96,
+        ("adam", "none", 2): 0.94,
+        ("adam", "batch", 1): 0.99,
+    }
+    for job, ((optim, norm, seed), acc) in enumerate(accs.items()):
+        _fake_run(tmp_path, str(job), "completed", {"optim": optim, "norm": norm, "seed": seed}, acc)
+    _fake_run(tmp_path, "7", "failed", {"optim": "adam", "norm": "batch", "seed": 2}, None, "LossDivergedError: nan")
+
+    report = write_report(tmp_path).read_text()
+    from mnistlab.report import load_runs, varying_factors
+
+    runs = load_runs(tmp_path)
+    factors = varying_factors(runs)
+    assert factors == ["optim", "norm", "seed"]
+    effects = main_effects(runs, factors)
+    sgd = next(e for e in effects["optim"] if e["level"] == "sgd")
+    assert sgd["mean"] == pytest.approx((0.90 + 0.92 + 0.95 + 0.97) / 4) and (sgd["min"], sgd["max"], sgd["n"]) == (
+        0.90,
+        0.97,
+        4,
+    )
+    batch = next(e for e in effects["norm"] if e["level"] == "batch")
+    assert batch["mean"] == pytest.approx((0.95 + 0.97 + 0.99) / 3)
+
+    with open(tmp_path / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["job"] for r in rows[:3]] == ["6", "3", "4"] and rows[-1]["status"] == "failed"
+    assert "LossDivergedError: nan" in report and "## Main effects on val/acc_best" in report
+    assert "norm=none, optim=sgd" not in report  # seed groups are keyed in factor order
+    assert "optim=sgd, norm=none | 2 | 0.9100 ± 0.0141" in report
+    assert (tmp_path / "main_effects.png").is_file() and (tmp_path / "val_curves.png").is_file()
+
+
+def test_report_cli(tmp_path):
+    _fake_run(tmp_path, "0", "completed", {"optim": "sgd"}, 0.9)
+    _fake_run(tmp_path, "1", "completed", {"optim": "adam"}, 0.95)
+    result = run_cli("mnistlab.report", str(tmp_path))
+    assert result.stdout.strip() == str(tmp_path / "report.md")
+    bad = run_cli("mnistlab.report", str(tmp_path / "0" / ".hydra"), check=False)
+    assert bad.returncode == 2 and "is not a multirun dir" in bad.stderr
