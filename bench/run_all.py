@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-BENCHES = ["startup", "cnn_throughput", "mlp_epoch", "sweep_overhead", "time_to_accuracy", "default_recipe"]
+BENCHES = [
+    "startup",
+    "cnn_throughput",
+    "mlp_epoch",
+    "sweep_overhead",
+    "time_to_accuracy",
+    "resnet_fashion",
+    "default_recipe",
+]
 
 
 def main(names: list[str]) -> int:

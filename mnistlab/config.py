@@ -44,6 +44,7 @@ def validate(cfg: DictConfig) -> None:
         ("data.batch_size", lambda v: v > 0 and v == int(v), "must be a positive integer"),
         ("data.eval_batch_size", lambda v: v > 0 and v == int(v), "must be a positive integer"),
         ("data.val_size", lambda v: v > 0 and v == int(v), "must be a positive integer"),
+        ("data.test_size", lambda v: v > 0 and v == int(v), "must be a positive integer"),
         ("trainer.max_epochs", lambda v: v == -1 or v >= 1, "must be >= 1 (or -1 for no limit)"),
     ]
     for key, ok, allowed in checks:

@@ -80,7 +80,10 @@ class ImageClassifier(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits for images in [0, 1], shape ``(N, C, H, W)``."""
-        return self.net((x - self.mean) * self.inv_std)
+        x = (x - self.mean) * self.inv_std
+        if self.channels_last:  # a no-op for one channel; for RGB it keeps the convolutions in NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
 
     # -- training -------------------------------------------------------------------------------
     def on_train_start(self) -> None:

@@ -122,7 +122,7 @@ def _corrupt_data(root: Path, how: str) -> Path:
 
 ERROR_CASES = [
     (["model=resnet50"], "model='resnet50' is not a preset; choose one of cnn, cnn3"),
-    (["data=imagenet"], "data='imagenet' is not a preset; choose one of fashion_mnist, mnist"),
+    (["data=imagenet"], "data='imagenet' is not a preset; choose one of cifar10, fashion_mnist, mnist"),
     (["optim=lion"], "optim='lion' is not a preset; choose one of adam, adamw, rmsprop, sgd, sgd_momentum"),
     (["model.activation=swish"], "model.activation='swish' is not one of relu, tanh, sigmoid, gelu, selu"),
     (["model.init=orthogonal"], "model.init='orthogonal' is not one of default, kaiming, xavier, zeros"),

@@ -9,15 +9,27 @@ from torch import nn
 
 from mnistlab.errors import ConfigError
 
-AUGMENT_KEYS = ("rotation", "translate", "scale", "shear", "perspective", "perspective_p", "hflip")
+AUGMENT_KEYS = (
+    "rotation",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "perspective_p",
+    "hflip",
+    "crop_scale",
+    "color_jitter",
+)
 
 
-def build_augmentation(cfg: Mapping[str, Any] | None) -> nn.Module | None:
+def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ...] = (1, 28, 28)) -> nn.Module | None:
     """A kornia pipeline from ``data.augment`` (every field 0/false = off), or None when all are off.
 
     rotation: ± degrees; translate: ± fraction of the image size; scale: ± fraction (0.1 → 0.9–1.1);
     shear: ± degrees; perspective: distortion scale, applied with probability ``perspective_p``;
-    hflip: random horizontal flips (not for digits).
+    hflip: random horizontal flips (not for digits); crop_scale: random resized crop keeping that fraction
+    of the area or more (square, resized back to the input size); color_jitter: brightness, contrast and
+    saturation jitter of that strength.
     """
     cfg = dict(cfg or {})
     unknown = set(cfg) - set(AUGMENT_KEYS)
@@ -26,7 +38,14 @@ def build_augmentation(cfg: Mapping[str, Any] | None) -> nn.Module | None:
     rotation, translate = float(cfg.get("rotation", 0)), float(cfg.get("translate", 0))
     scale, shear = float(cfg.get("scale", 0)), float(cfg.get("shear", 0))
     perspective, perspective_p = float(cfg.get("perspective", 0)), float(cfg.get("perspective_p", 0.5))
-    for key, value, high in [("translate", translate, 1), ("scale", scale, 1), ("perspective", perspective, 1)]:
+    crop_scale, jitter = float(cfg.get("crop_scale", 0)), float(cfg.get("color_jitter", 0))
+    for key, value, high in [
+        ("translate", translate, 1),
+        ("scale", scale, 1),
+        ("perspective", perspective, 1),
+        ("crop_scale", crop_scale, 1.0001),
+        ("color_jitter", jitter, 1),
+    ]:
         if not 0 <= value < high:
             raise ConfigError(f"data.augment.{key}={value} must be in [0, {high})")
     if not 0 <= perspective_p <= 1:
@@ -37,6 +56,10 @@ def build_augmentation(cfg: Mapping[str, Any] | None) -> nn.Module | None:
     steps: list[nn.Module] = []
     if cfg.get("hflip"):
         steps.append(K.RandomHorizontalFlip())
+    if crop_scale:
+        steps.append(K.RandomResizedCrop(tuple(input_shape[1:]), scale=(crop_scale, 1.0), ratio=(1.0, 1.0)))
+    if jitter:
+        steps.append(K.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, p=1.0))
     if rotation or translate or scale or shear:
         steps.append(
             K.RandomAffine(

@@ -7,14 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import torch
 from torch import Tensor
 
-from mnistlab.data.augment import build_augmentation
+from mnistlab.data.base import InMemoryDataModule
 from mnistlab.data.idx import read_idx
-from mnistlab.data.loader import TensorBatchLoader
-from mnistlab.data.splits import channel_stats, stratified_split
 from mnistlab.errors import ConfigError, DataError
 
 
@@ -59,22 +55,9 @@ def _load_split_cached(raw: Path, split: str, stamp: tuple[int, ...]) -> tuple[T
     return images.unsqueeze(1), labels.long()
 
 
-@functools.cache
-def _train_val_cached(raw: Path, stamp: tuple[int, ...], val_size: int, seed: int):
-    images, labels = _load_split_cached(raw, "train", stamp)
-    train_idx, val_idx = stratified_split(labels, val_size, seed, "data.val_size")
-    train = (images[train_idx], labels[train_idx])
-    return train, (images[val_idx], labels[val_idx]), channel_stats(train[0])
-
-
 def _stamp(raw: Path, split: str) -> tuple[int, ...]:
     paths = [_find(raw, name) for name in FILES[split]]
     return tuple(v for p in paths if p for v in (p.stat().st_size, p.stat().st_mtime_ns))
-
-
-def train_val_split(raw: Path, val_size: int, seed: int) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor], Any]:
-    """(train, val, (mean, std)) of the official train set, computed once per process and configuration."""
-    return _train_val_cached(raw, _stamp(raw, "train"), val_size, seed)
 
 
 def load_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
@@ -86,59 +69,32 @@ def load_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
     return _load_split_cached(raw, split, _stamp(raw, split))
 
 
-class MNISTDataModule(L.LightningDataModule):
-    """MNIST or Fashion-MNIST: stratified seeded train/val split of the official train set, the official
-    test set for testing only, normalization statistics of the train split, augmentation on the device.
+class MNISTDataModule(InMemoryDataModule):
+    """MNIST or Fashion-MNIST from torchvision's IDX files: a stratified, seeded validation split carved from
+    the official 60k train set; the official 10k test set for testing only."""
 
-    Batches leave the loader as uint8; ``on_after_batch_transfer`` turns them into floats in [0, 1]
-    (augmented when training) on the device. Normalization belongs to the model (``mean``/``std`` are
-    handed to it), so a checkpoint carries its own preprocessing.
-    """
-
-    def __init__(
-        self,
-        dataset: str = "mnist",
-        data_dir: str = "data",
-        batch_size: int = 128,
-        eval_batch_size: int = 1000,
-        val_size: int = 5000,
-        seed: int = 42,
-        download: bool = True,
-        augment: dict[str, Any] | None = None,
-        on_device: bool | str = "auto",
-        channels_last: bool = True,
-    ) -> None:
-        super().__init__()
+    def __init__(self, dataset: str = "mnist", data_dir: str = "data", **kwargs: Any) -> None:
         if dataset not in DATASETS:
             raise ConfigError(f"data.dataset={dataset!r} is not one of {', '.join(DATASETS)}")
-        for key, value in [("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)]:
-            if int(value) <= 0:
-                raise ConfigError(f"{key}={value} must be a positive integer")
         self.spec = DATASETS[dataset]
         self.dataset = dataset
         self.raw_dir = Path(data_dir).expanduser().resolve() / self.spec.folder / "raw"
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.val_size, self.seed, self.download = int(val_size), int(seed), download
-        self.on_device, self.channels_last = on_device, channels_last
-        self.augmentation = build_augmentation(augment)
-        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
-        self.mean: list[float] = []
-        self.std: list[float] = []
+        super().__init__(**kwargs)
 
-    # -- what the model needs to know -------------------------------------------------------------
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (1, 28, 28)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.spec.classes)
-
-    @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
-    # -- loading ----------------------------------------------------------------------------------
+    def cache_key(self) -> tuple:
+        return (self.raw_dir, _stamp(self.raw_dir, "train"), _stamp(self.raw_dir, "test"))
+
+    def read_official(self) -> dict[str, tuple[Tensor, Tensor]]:
+        return {"train": load_split(self.raw_dir, "train"), "test": load_split(self.raw_dir, "test")}
+
     def missing_files(self) -> list[str]:
         return [name for names in FILES.values() for name in names if _find(self.raw_dir, name) is None]
 
@@ -163,64 +119,3 @@ class MNISTDataModule(L.LightningDataModule):
                 f"(or the same names with .gz) in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir "
                 f"at a folder that holds {self.spec.folder}/raw/"
             )
-
-    def setup(self, stage: str | None = None) -> None:
-        if "train" not in self.splits and stage in (None, "fit", "validate"):
-            if self.missing_files():
-                self.prepare_data()
-            train, val, (mean, std) = train_val_split(self.raw_dir, self.val_size, self.seed)
-            self.splits["train"], self.splits["val"], self.mean, self.std = train, val, list(mean), list(std)
-        if "test" not in self.splits and stage in (None, "test", "predict"):
-            self.splits["test"] = self._load("test")
-
-    def _load(self, split: str) -> tuple[Tensor, Tensor]:
-        if self.missing_files():
-            self.prepare_data()
-        return load_split(self.raw_dir, split)
-
-    def _data_device(self) -> torch.device:
-        """GPU-resident data when training on a GPU (one 47 MB copy beats a transfer per batch)."""
-        trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
-        if self.on_device is False or device.type == "cpu" or (self.on_device == "auto" and device.type != "cuda"):
-            return torch.device("cpu")
-        return device
-
-    # -- loaders ----------------------------------------------------------------------------------
-    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
-        images, labels = self.splits[split]
-        device = self._data_device()
-        if images.device != device:  # moved once, when the trainer's device is known
-            images, labels = self.splits[split] = (images.to(device), labels.to(device))
-        trainer = self.trainer
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return TensorBatchLoader(
-            images,
-            labels,
-            self.batch_size if train else self.eval_batch_size,
-            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # overfit: a fixed subset
-            drop_last=False,
-            seed=self.seed,
-            rank=rank,
-            world_size=world,
-        )
-
-    def train_dataloader(self) -> TensorBatchLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> TensorBatchLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> TensorBatchLoader:
-        return self._loader("test", train=False)
-
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
-        """uint8 → float in [0, 1] on the device, augmented (train only), in the model's memory format."""
-        images, labels = batch
-        images = images.float().div_(255)
-        trainer = self.trainer
-        if self.augmentation is not None and trainer is not None and trainer.training:
-            images = self.augmentation(images)
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return images, labels

@@ -4,5 +4,6 @@ the DataModule) plus the shared knobs ``norm``, ``dropout``, ``activation`` and 
 from mnistlab.models.cnn import CNN
 from mnistlab.models.linear import SoftmaxRegression
 from mnistlab.models.mlp import MLP
+from mnistlab.models.resnet import ResNet
 
-__all__ = ["CNN", "MLP", "SoftmaxRegression"]
+__all__ = ["CNN", "MLP", "ResNet", "SoftmaxRegression"]

@@ -1,0 +1,146 @@
+"""The in-memory DataModule every dataset shares: splits, train statistics, loaders, device-side augmentation.
+
+A dataset subclass says only what it is (``input_shape``, ``classes``) and how to read its official splits
+as uint8 tensors ``(N, C, H, W)`` (``read_official``). Everything else is here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from mnistlab.data.augment import build_augmentation
+from mnistlab.data.loader import TensorBatchLoader
+from mnistlab.data.splits import channel_stats, stratified_split
+from mnistlab.errors import ConfigError
+
+Split = tuple[Tensor, Tensor]
+# (dataset class, its cache key, val_size, test_size, seed) → (splits, mean, std): a sweep's later jobs
+# reuse what the first job read, split and measured
+_CACHE: dict[tuple, tuple[dict[str, Split], list[float], list[float]]] = {}
+
+
+def make_splits(official: dict[str, Split], val_size: int, test_size: int, seed: int) -> dict[str, Split]:
+    """train/val/test from a dataset's official splits: what a dataset lacks is carved from its train split,
+    stratified and seeded (test first, then validation)."""
+    images, labels = official["train"]
+    splits = dict(official)
+    if "test" not in official:
+        kept, held = stratified_split(labels, test_size, seed, "data.test_size")
+        splits["test"] = (images[held], labels[held])
+        images, labels = images[kept], labels[kept]
+    if "val" not in official:
+        kept, held = stratified_split(labels, val_size, seed, "data.val_size")
+        splits["val"] = (images[held], labels[held])
+        images, labels = images[kept], labels[kept]
+    splits["train"] = (images, labels)
+    return splits
+
+
+class InMemoryDataModule(L.LightningDataModule):
+    """Batches leave the loader as uint8; ``on_after_batch_transfer`` turns them into floats in [0, 1]
+    (augmented when training) on the device. Normalization belongs to the model (``mean``/``std`` of the
+    train split are handed to it), so a checkpoint carries its own preprocessing."""
+
+    def __init__(
+        self,
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        test_size: int = 0,
+        seed: int = 42,
+        download: bool = True,
+        augment: dict[str, Any] | None = None,
+        on_device: bool | str = "auto",
+    ) -> None:
+        super().__init__()
+        for key, value in [("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)]:
+            if int(value) <= 0:
+                raise ConfigError(f"{key}={value} must be a positive integer")
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.val_size, self.test_size, self.seed = int(val_size or 0), int(test_size or 0), int(seed)
+        self.download, self.on_device = download, on_device
+        self.augmentation = build_augmentation(augment, self.input_shape)
+        self.splits: dict[str, Split] = {}
+        self.mean: list[float] = []
+        self.std: list[float] = []
+
+    # -- what a dataset says about itself ---------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        raise NotImplementedError
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def cache_key(self) -> tuple:
+        """What identifies the files read (paths, sizes, times): part of the in-process cache key."""
+        raise NotImplementedError
+
+    def read_official(self) -> dict[str, Split]:
+        """The dataset's own splits as uint8 ``(N, C, H, W)`` and int64 labels: ``train``, and ``val`` or
+        ``test`` where the dataset has them."""
+        raise NotImplementedError
+
+    # -- shared machinery -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.prepare_data()
+        key = (type(self).__name__, self.cache_key(), self.val_size, self.test_size, self.seed)
+        if key not in _CACHE:
+            splits = make_splits(self.read_official(), self.val_size, self.test_size, self.seed)
+            _CACHE[key] = (splits, *channel_stats(splits["train"][0]))
+        splits, mean, std = _CACHE[key]
+        self.splits, self.mean, self.std = dict(splits), list(mean), list(std)
+
+    def _data_device(self) -> torch.device:
+        """GPU-resident data when training on a GPU (one copy beats a transfer per batch)."""
+        trainer = self.trainer
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if self.on_device is False or device.type == "cpu" or (self.on_device == "auto" and device.type != "cuda"):
+            return torch.device("cpu")
+        return device
+
+    def _loader(self, split: str, train: bool) -> TensorBatchLoader:
+        images, labels = self.splits[split]
+        device = self._data_device()
+        if images.device != device:  # moved once, when the trainer's device is known
+            images, labels = self.splits[split] = (images.to(device), labels.to(device))
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return TensorBatchLoader(
+            images,
+            labels,
+            self.batch_size if train else self.eval_batch_size,
+            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # overfit: a fixed subset
+            seed=self.seed,
+            rank=rank,
+            world_size=world,
+        )
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        return self._loader("test", train=False)
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        """uint8 → float in [0, 1] on the device, augmented when training."""
+        images, labels = batch
+        images = images.float().div_(255)
+        trainer = self.trainer
+        if self.augmentation is not None and trainer is not None and trainer.training:
+            images = self.augmentation(images)
+        return images, labels
