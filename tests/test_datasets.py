@@ -77,7 +77,7 @@ def test_hf_path_may_be_parquet_files(tiny_imagenet, tmp_path):
 
 def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataError, match="could not be loaded .*point data.hf_path at a local copy"):
+    with pytest.raises(DataError, match=r"could not be loaded .*point data\.hf_path at a local copy"):
         TinyImageNetDataModule(hf_path="someone/not-here", data_dir=str(tmp_path)).setup("fit")
 
 
@@ -122,7 +122,8 @@ def test_cifar10_from_torchvisions_format(tmp_path):
     dm.setup("fit")
     assert dm.input_shape == (3, 32, 32) and dm.classes[0] == "airplane"
     assert [len(dm.splits[s][1]) for s in ("train", "val", "test")] == [250, 50, 60]
-    first = np.frombuffer(pickle.load(open(root / "cifar-10-batches-py" / "data_batch_1", "rb"))["data"][0], np.uint8)
+    with open(root / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        first = np.frombuffer(pickle.load(f)["data"][0], np.uint8)
     train_and_val = torch.cat([dm.splits["train"][0], dm.splits["val"][0]]).flatten(1)
     assert (train_and_val == torch.from_numpy(first.copy())).all(1).any()  # CHW order kept
     run_cli(
