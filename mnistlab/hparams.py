@@ -40,6 +40,8 @@ def sweep_hparams(cfg: DictConfig, choices: dict[str, Any], lr: float) -> dict[s
         "batch_size": int(data.batch_size),
         "precision": _scalar(str(cfg.trainer.get("precision", "32-true"))),
         "seed": int(cfg.seed),
+        "fold": int(data.get("fold", 0)) if data.get("num_folds") else -1,
+        "permute_pixels": bool(data.get("permute_pixels", False)),
     }
 
 

@@ -70,11 +70,15 @@ def main_effects(runs: list[dict[str, Any]], factors: list[str], metric: str = R
     return effects
 
 
+REPLICATES = ("seed", "fold")
+
+
 def seed_groups(runs: list[dict[str, Any]], factors: list[str]) -> list[dict[str, Any]]:
-    """With ``seed`` among the factors: runs grouped by every other factor, mean ± sd over the seeds."""
-    if "seed" not in factors:
+    """With ``seed`` or ``fold`` among the factors: runs grouped by every other factor, mean ± sd over the
+    seeds (or k-fold folds)."""
+    if not any(f in REPLICATES for f in factors):
         return []
-    others = [f for f in factors if f != "seed"]
+    others = [f for f in factors if f not in REPLICATES]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in completed(runs):
         groups.setdefault(tuple(run["metrics"]["hparams"].get(f) for f in others), []).append(run["metrics"])
@@ -160,7 +164,7 @@ def write_report(sweep_dir: Path) -> Path:
     if seeds:
         lines += [
             "",
-            "## Seed variance (mean ± sd over seeds)",
+            "## Seed and fold variance (mean ± sd over the replicates)",
             "",
             "| configuration | runs | val acc best | test acc |",
             "|---|---|---|---|",

@@ -38,6 +38,8 @@ HPARAM_KEYS = {
     "batch_size",
     "precision",
     "seed",
+    "fold",
+    "permute_pixels",
 }
 
 

@@ -162,3 +162,30 @@ def test_loader_shards_across_ranks():
     seen = [torch.cat([y for _, y in loader]).tolist() for loader in ranks]
     assert [len(s) for s in seen] == [4, 4, 4]
     assert set().union(*seen) == set(range(10))
+
+
+def test_pixel_permutation_is_one_fixed_shuffle_for_every_split(tiny_data):
+    plain = _datamodule(tiny_data)
+    plain.setup("fit")
+    shuffled = _datamodule(tiny_data, permute_pixels=True, permutation_seed=3)
+    shuffled.setup("fit")
+    order = torch.randperm(784, generator=torch.Generator().manual_seed(3))
+    for split in ("train", "val", "test"):
+        expected = plain.splits[split][0].flatten(1)[:, order].view(-1, 1, 28, 28)
+        assert torch.equal(shuffled.splits[split][0], expected)
+        assert torch.equal(shuffled.splits[split][1], plain.splits[split][1])
+    assert shuffled.mean == pytest.approx(plain.mean)  # a permutation keeps the pixel statistics
+
+
+def test_kfold_validation_folds_partition_the_train_set(tiny_data):
+    folds = []
+    for fold in range(5):
+        dm = _datamodule(tiny_data, num_folds=5, fold=fold)
+        dm.setup("fit")
+        assert len(dm.splits["val"][1]) == 120 and len(dm.splits["train"][1]) == 480
+        assert Counter(dm.splits["val"][1].tolist()) == dict.fromkeys(range(10), 12)  # stratified
+        folds.append(dm.splits["val"][0].flatten(1))
+    everything = torch.cat(folds)
+    assert len(torch.unique(everything, dim=0)) == 600  # every train image in exactly one fold
+    with pytest.raises(ConfigError, match="need num_folds >= 2"):
+        _datamodule(tiny_data, num_folds=5, fold=5)

@@ -23,21 +23,40 @@ Split = tuple[Tensor, Tensor]
 _CACHE: dict[tuple, tuple[dict[str, Split], list[float], list[float]]] = {}
 
 
-def make_splits(official: dict[str, Split], val_size: int, test_size: int, seed: int) -> dict[str, Split]:
+def make_splits(
+    official: dict[str, Split], val_size: int, test_size: int, seed: int, num_folds: int = 0, fold: int = 0
+) -> dict[str, Split]:
     """train/val/test from a dataset's official splits: what a dataset lacks is carved from its train split,
-    stratified and seeded (test first, then validation)."""
+    stratified and seeded (test first, then validation). With ``num_folds`` > 1 the validation split is fold
+    ``fold`` of a stratified k-fold of the train split (scikit-learn's StratifiedKFold) instead."""
     images, labels = official["train"]
     splits = dict(official)
     if "test" not in official:
         kept, held = stratified_split(labels, test_size, seed, "data.test_size")
         splits["test"] = (images[held], labels[held])
         images, labels = images[kept], labels[kept]
-    if "val" not in official:
+    if num_folds > 1:
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = StratifiedKFold(n_splits=num_folds, shuffle=True, random_state=seed)
+        kept, held = list(folds.split(labels.numpy().reshape(-1, 1), labels.numpy()))[fold]
+        kept, held = torch.from_numpy(kept), torch.from_numpy(held)
+        splits["val"] = (images[held], labels[held])
+        images, labels = images[kept], labels[kept]
+    elif "val" not in official:
         kept, held = stratified_split(labels, val_size, seed, "data.val_size")
         splits["val"] = (images[held], labels[held])
         images, labels = images[kept], labels[kept]
     splits["train"] = (images, labels)
     return splits
+
+
+def permute(images: Tensor, seed: int) -> Tensor:
+    """The same fixed shuffle of pixel positions for every image (seed 001's experiment): an MLP does not
+    care, a CNN loses the spatial structure it is built to exploit."""
+    n, c, h, w = images.shape
+    order = torch.randperm(h * w, generator=torch.Generator().manual_seed(seed))
+    return images.reshape(n, c, h * w)[:, :, order].reshape(n, c, h, w)
 
 
 class InMemoryDataModule(L.LightningDataModule):
@@ -55,8 +74,18 @@ class InMemoryDataModule(L.LightningDataModule):
         download: bool = True,
         augment: dict[str, Any] | None = None,
         on_device: bool | str = "auto",
+        num_folds: int = 0,
+        fold: int = 0,
+        permute_pixels: bool = False,
+        permutation_seed: int = 0,
     ) -> None:
         super().__init__()
+        if num_folds and not (int(num_folds) >= 2 and 0 <= int(fold) < int(num_folds)):
+            raise ConfigError(
+                f"data.num_folds={num_folds} and data.fold={fold}: need num_folds >= 2 and 0 <= fold < num_folds"
+            )
+        self.num_folds, self.fold = int(num_folds or 0), int(fold)
+        self.permute_pixels, self.permutation_seed = bool(permute_pixels), int(permutation_seed)
         for key, value in [("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)]:
             if int(value) <= 0:
                 raise ConfigError(f"{key}={value} must be a positive integer")
@@ -95,9 +124,25 @@ class InMemoryDataModule(L.LightningDataModule):
         if self.splits:
             return
         self.prepare_data()
-        key = (type(self).__name__, self.cache_key(), self.val_size, self.test_size, self.seed)
+        key = (
+            type(self).__name__,
+            self.cache_key(),
+            self.val_size,
+            self.test_size,
+            self.seed,
+            self.num_folds,
+            self.fold,
+            self.permute_pixels,
+            self.permutation_seed,
+        )
         if key not in _CACHE:
-            splits = make_splits(self.read_official(), self.val_size, self.test_size, self.seed)
+            splits = make_splits(
+                self.read_official(), self.val_size, self.test_size, self.seed, self.num_folds, self.fold
+            )
+            if self.permute_pixels:
+                splits = {
+                    name: (permute(images, self.permutation_seed), labels) for name, (images, labels) in splits.items()
+                }
             _CACHE[key] = (splits, *channel_stats(splits["train"][0]))
         splits, mean, std = _CACHE[key]
         self.splits, self.mean, self.std = dict(splits), list(mean), list(std)

@@ -1,0 +1,90 @@
+"""``python -m mnistlab.scratch``: NumPy softmax regression (or ``scratch.model=mlp``) on MNIST; saves the ten
+weight rows of the softmax regression as 28×28 images, and metrics.json."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from mnistlab.config import CONFIG_DIR
+from mnistlab.errors import MnistlabError
+
+
+def run(cfg: DictConfig) -> dict:
+    from hydra.utils import instantiate
+
+    from mnistlab.results import write_json_atomic
+    from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
+
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    # pixels in [0, 1]; `scratch.standardize=true` subtracts the train mean and divides by the train std
+    mean, std = (datamodule.mean[0], datamodule.std[0]) if cfg.scratch.standardize else (0.0, 1.0)
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = datamodule.splits[split]
+        x = (images.flatten(1).numpy().astype(np.float32) / 255 - mean) / std
+        return x, labels.numpy()
+
+    (x, y), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
+    s = cfg.scratch
+    if s.model == "softmax":
+        model = SoftmaxRegressionNP(x.shape[1], datamodule.num_classes, seed=cfg.seed)
+    elif s.model == "mlp":
+        model = MLPNP(x.shape[1], datamodule.num_classes, hidden=int(s.hidden), seed=cfg.seed)
+    else:
+        raise MnistlabError(f"scratch.model={s.model!r} is not one of softmax, mlp")
+    start = time.perf_counter()
+    history = train(model, x, y, x_val, y_val, float(s.lr), int(s.batch_size), int(s.epochs), int(s.patience), cfg.seed)
+    p_test, _ = model.forward(x_test)
+    out_dir = Path(cfg.paths.output_dir)
+    result = {
+        "status": "completed",
+        "model": s.model,
+        "test/acc": float((p_test.argmax(1) == y_test).mean()),
+        "test/loss": cross_entropy(p_test, y_test),
+        "epochs": len(history),
+        "train_time_s": round(time.perf_counter() - start, 3),
+        "history": history,
+    }
+    if s.model == "softmax":
+        save_weight_images(model.params["W"], datamodule.classes, out_dir / "softmax_weights.png")
+    write_json_atomic(out_dir / "metrics.json", result)
+    print(f"test/acc: {result['test/acc']:.4f}  test/loss: {result['test/loss']:.4f}  ({len(history)} epochs)")
+    return result
+
+
+def save_weight_images(weights: np.ndarray, classes, path: Path) -> None:
+    """Each class's weight row as a 28×28 image: the 'template' softmax regression learned for it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 5, figsize=(8, 3.6))
+    for ax, row, name in zip(axes.flat, weights.T, classes, strict=False):
+        limit = np.abs(row).max()
+        ax.imshow(row.reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(name)
+        ax.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scratch")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except MnistlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
