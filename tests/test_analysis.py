@@ -51,6 +51,7 @@ def evaluated_run(tiny_data, tmp_path_factory) -> Path:
     run_cli(
         "mnistlab.train",
         *FAST,
+        "callbacks=diagnostics",
         "model=cnn_bn",
         "data=mnist_aug",
         "trainer.max_epochs=1",
