@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, exit_with
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = str(ROOT / "conf")
@@ -67,8 +66,7 @@ def to_plain(cfg: Any) -> Any:
 
 
 def _fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    exit_with(message)
 
 
 def check_group_choices(argv: list[str]) -> None:

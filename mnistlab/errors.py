@@ -1,5 +1,8 @@
 """Errors a user can fix. Entry points print their message as one line and exit non-zero."""
 
+import sys
+from typing import NoReturn
+
 
 class MnistlabError(Exception):
     """Base class: the message alone must tell the user what to do."""
@@ -15,3 +18,9 @@ class DataError(MnistlabError):
 
 class LossDivergedError(MnistlabError):
     """The training loss became NaN or infinite: the run is stopped at once."""
+
+
+def exit_with(message: object) -> NoReturn:
+    """What every entry point does with a user error: one line on stderr, exit status 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)

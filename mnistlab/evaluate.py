@@ -3,7 +3,6 @@ writes the evaluation report (confusion matrix, per-class scores, baselines) int
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.config import CONFIG_DIR
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, exit_with
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
@@ -45,8 +44,7 @@ def main(cfg: DictConfig) -> None:
     try:
         evaluate(cfg)
     except MnistlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with(err)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.config import CONFIG_DIR, check_group_choices, expand_resume, to_plain, validate
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, exit_with
 
 log = logging.getLogger("mnistlab.train")
 
@@ -194,8 +194,7 @@ def main(cfg: DictConfig) -> float | None:
         log.error("%s", err)
         if in_sweep:
             return None
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with(err)
 
 
 def user_error(err: BaseException) -> MnistlabError | None:

@@ -3,7 +3,6 @@ weight rows of the softmax regression as 28×28 images, and metrics.json."""
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnistlab.config import CONFIG_DIR
-from mnistlab.errors import MnistlabError
+from mnistlab.errors import MnistlabError, exit_with
 
 
 def run(cfg: DictConfig) -> dict:
@@ -82,8 +81,7 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except MnistlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        exit_with(err)
 
 
 if __name__ == "__main__":
