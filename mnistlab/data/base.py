@@ -15,7 +15,7 @@ from torch import Tensor
 from mnistlab.data.augment import build_augmentation
 from mnistlab.data.loader import TensorBatchLoader
 from mnistlab.data.splits import channel_stats, stratified_split
-from mnistlab.errors import ConfigError
+from mnistlab.errors import ConfigError, DataError
 
 Split = tuple[Tensor, Tensor]
 # (dataset class, its cache key, val_size, test_size, seed) → (splits, mean, std): a sweep's later jobs
@@ -119,7 +119,33 @@ class InMemoryDataModule(L.LightningDataModule):
         ``test`` where the dataset has them."""
         raise NotImplementedError
 
+    def missing_files(self) -> list[str]:
+        """Names of the dataset's files that are not on disk (datasets read from files say which)."""
+        return []
+
+    def download_files(self) -> None:
+        """Fetch the missing files (torchvision's downloaders for the file-based datasets)."""
+        raise NotImplementedError
+
+    def explain_missing(self, missing: list[str], reason: str) -> str:
+        """One line: which files are missing, where they go, and why they are not there."""
+        raise NotImplementedError
+
     # -- shared machinery -------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Download missing files when allowed; fail with one line saying where to put them otherwise."""
+        if not self.missing_files():
+            return
+        reason = "download=false"
+        if self.download:
+            try:
+                self.download_files()
+            except Exception as err:  # network errors come as many types; the message says what to do
+                reason = f"download failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        missing = self.missing_files()
+        if missing:
+            raise DataError(self.explain_missing(missing, reason))
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return

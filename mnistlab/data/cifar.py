@@ -56,24 +56,17 @@ class CIFAR10DataModule(InMemoryDataModule):
     def cache_key(self) -> tuple:
         return tuple((name, (self.folder / name).stat().st_mtime_ns) for name in (*TRAIN_FILES, *TEST_FILES))
 
-    def prepare_data(self) -> None:
-        if not self.missing_files():
-            return
-        reason = "download=false"
-        if self.download:
-            from torchvision.datasets import CIFAR10
+    def download_files(self) -> None:
+        from torchvision.datasets import CIFAR10
 
-            try:
-                CIFAR10(str(self.folder.parent), train=True, download=True)
-            except Exception as err:
-                reason = f"download failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        missing = self.missing_files()
-        if missing:
-            raise DataError(
-                f"CIFAR-10 not found in {self.folder} ({reason}). Unpack cifar-10-python.tar.gz so that "
-                f"{', '.join(missing)} are in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir at a "
-                f"folder that holds {FOLDER}/"
-            )
+        CIFAR10(str(self.folder.parent), train=True, download=True)
+
+    def explain_missing(self, missing: list[str], reason: str) -> str:
+        return (
+            f"CIFAR-10 not found in {self.folder} ({reason}). Unpack cifar-10-python.tar.gz so that "
+            f"{', '.join(missing)} are in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir at a "
+            f"folder that holds {FOLDER}/"
+        )
 
     def read_official(self) -> dict[str, tuple[Tensor, Tensor]]:
         return {"train": read_batches(self.folder, TRAIN_FILES), "test": read_batches(self.folder, TEST_FILES)}

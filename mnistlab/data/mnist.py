@@ -98,24 +98,16 @@ class MNISTDataModule(InMemoryDataModule):
     def missing_files(self) -> list[str]:
         return [name for names in FILES.values() for name in names if _find(self.raw_dir, name) is None]
 
-    def prepare_data(self) -> None:
-        """Download with torchvision when files are missing; fail with where to put them otherwise."""
-        if not self.missing_files():
-            return
-        reason = "download=false"
-        if self.download:
-            import torchvision.datasets
+    def download_files(self) -> None:
+        import torchvision.datasets
 
-            cls = getattr(torchvision.datasets, self.spec.torchvision_class)
-            try:
-                for train in (True, False):
-                    cls(str(self.raw_dir.parent.parent), train=train, download=True)
-            except Exception as err:  # network errors come as many types; the message says what to do
-                reason = f"download failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        missing = self.missing_files()
-        if missing:
-            raise DataError(
-                f"{self.spec.folder} not found in {self.raw_dir} ({reason}). Put {', '.join(missing)} "
-                f"(or the same names with .gz) in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir "
-                f"at a folder that holds {self.spec.folder}/raw/"
-            )
+        cls = getattr(torchvision.datasets, self.spec.torchvision_class)
+        for train in (True, False):
+            cls(str(self.raw_dir.parent.parent), train=train, download=True)
+
+    def explain_missing(self, missing: list[str], reason: str) -> str:
+        return (
+            f"{self.spec.folder} not found in {self.raw_dir} ({reason}). Put {', '.join(missing)} "
+            f"(or the same names with .gz) in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir "
+            f"at a folder that holds {self.spec.folder}/raw/"
+        )
