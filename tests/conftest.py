@@ -11,7 +11,16 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("MNISTLAB_REAL_DATA", REPO.parent / "shared" / "datasets"))
+_REAL_CANDIDATES = [
+    os.environ.get("MNISTLAB_REAL_DATA"),
+    os.environ.get("MNISTLAB_DATA_DIR"),
+    REPO.parent / "shared" / "datasets",
+]
+# the real MNIST for the slow end-to-end tests: the first of these that holds MNIST/raw
+REAL_DATA = next(
+    (Path(c) for c in _REAL_CANDIDATES if c and (Path(c) / "MNIST" / "raw").is_dir()),
+    REPO.parent / "shared" / "datasets",
+)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
