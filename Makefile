@@ -14,7 +14,7 @@ ifeq ($(MNISTLAB_DATA_DIR),)
   endif
 endif
 
-.PHONY: install train test test-fast lint format bench tensorboard clean
+.PHONY: install train test test-fast lint format bench tensorboard serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ format: install
 
 bench: install  ## speed and accuracy figures quoted in the README
 	$(BIN)/python bench/run_all.py $(ARGS)
+
+serve: install  ## the API and drawing page on http://127.0.0.1:8000/ (make serve ARGS="ckpt_path=…/best.ckpt")
+	$(BIN)/python -m mnistlab.serve $(ARGS)
 
 tensorboard: install
 	$(BIN)/tensorboard --logdir . --bind_all=false 2>/dev/null || $(BIN)/tensorboard --logdir .

@@ -174,3 +174,16 @@ def row(name: str, value: float, unit: str) -> None:
 def check(label: str, ok: bool) -> bool:
     print(f"  {'PASS' if ok else 'FAIL'}  {label}")
     return ok
+
+
+_FAST_CHECKPOINT: list[Path] = []
+
+
+def fast_checkpoint() -> Path:
+    """best.ckpt of `experiment=fast` (99 % MNIST), trained once per bench process; $MNISTLAB_SERVE_CKPT instead
+    when set."""
+    if os.environ.get("MNISTLAB_SERVE_CKPT"):
+        return Path(os.environ["MNISTLAB_SERVE_CKPT"])
+    if not _FAST_CHECKPOINT:
+        _FAST_CHECKPOINT.append(run_mnistlab("experiment=fast")[1] / "checkpoints" / "best.ckpt")
+    return _FAST_CHECKPOINT[0]

@@ -15,6 +15,8 @@ BENCHES = [
     "time_to_accuracy",
     "resnet_fashion",
     "default_recipe",
+    "drawn_digits",
+    "serve_load",
 ]
 
 

@@ -12,9 +12,19 @@ from typing import IO, Any
 METRICS_FILE = "metrics.json"
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write`` on a temporary file beside ``path``, fsync, then rename over ``path``: readers and a
-    kill at any moment see the old file or the new one, never half of one."""
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def atomic_write(path: Path, write: Callable[[IO[bytes]], None], check: Callable[[Path], None] | None = None) -> None:
+    """Call ``write`` on a temporary file beside ``path``, fsync, ``check`` it (which may raise), then rename
+    over ``path``: readers and a kill at any moment see the old file or the new one, never half of one, and
+    a file that fails its check never replaces a good one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -22,6 +32,9 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the result gets the usual permissions
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -97,3 +97,43 @@ def run_cli(
             f"{module} {' '.join(args)} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
         )
     return result
+
+
+def write_checkpoint(
+    path: Path,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    classes: list[str] | None = None,
+    data: dict | None = None,
+    seed: int = 0,
+) -> Path:
+    """A checkpoint as mnistlab.train writes it (hyper_parameters, state_dict, run config), with a small CNN
+    at random weights: enough for everything that does not need a trained model, and made in milliseconds."""
+    import torch
+
+    from mnistlab.module import ImageClassifier
+
+    torch.manual_seed(seed)
+    classes = classes or [str(i) for i in range(10)]
+    hparams = {
+        "model": {"_target_": "mnistlab.models.CNN", "channels": [8, 16], "fc": [32], "norm": "batch"},
+        "optim": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
+        "scheduler": None,
+        "input_shape": list(input_shape),
+        "num_classes": len(classes),
+        "mean": [0.13] * input_shape[0],
+        "std": [0.31] * input_shape[0],
+        "classes": classes,
+    }
+    model = ImageClassifier(**hparams)
+    with torch.no_grad():  # BatchNorm statistics that are not the identity, so that they must be exported
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    data_cfg = {"_target_": "mnistlab.data.MNISTDataModule", "dataset": "mnist", **(data or {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"hyper_parameters": hparams, "state_dict": model.state_dict(), "mnistlab": {"config": {"data": data_cfg}}},
+        path,
+    )
+    return path

@@ -51,11 +51,16 @@ def make_splits(
     return splits
 
 
+def permutation_order(num_pixels: int, seed: int) -> Tensor:
+    """The fixed pixel order of ``data.permute_pixels``; prediction applies the same one to new images."""
+    return torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed))
+
+
 def permute(images: Tensor, seed: int) -> Tensor:
     """The same fixed shuffle of pixel positions for every image (seed 001's experiment): an MLP does not
     care, a CNN loses the spatial structure it is built to exploit."""
     n, c, h, w = images.shape
-    order = torch.randperm(h * w, generator=torch.Generator().manual_seed(seed))
+    order = permutation_order(h * w, seed)
     return images.reshape(n, c, h * w)[:, :, order].reshape(n, c, h, w)
 
 

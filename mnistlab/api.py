@@ -1,0 +1,121 @@
+"""The HTTP API around a :class:`~mnistlab.inference.Predictor` (FastAPI), and the drawing page.
+
+- ``POST /api/v1/predict``: multipart field ``file`` → ``label``, ``probabilities``, ``top3`` and ``input``
+  (the 28×28 image the model saw, after MNIST-style preprocessing).
+- ``GET /health``: the model's classes, input shape, preprocessing and backend.
+- ``GET /``: a page to draw a digit on, which calls the API after every stroke.
+
+Bad input never gives a 500: bodies over ``max_upload_bytes`` are refused with 413 before they are read,
+absurd image dimensions (decompression bombs) with 413 before they are decoded, and anything that is not a
+usable image with 400. Every error is JSON: ``{"detail": "…"}``.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mnistlab.inference import Predictor
+from mnistlab.preprocess import DEFAULT_MAX_PIXELS, BadImageError, open_image
+
+MB = 1024 * 1024
+
+
+class BodySizeLimit:
+    """ASGI middleware: a request body over ``max_bytes`` gets 413 and is never held in memory whole.
+
+    A declared Content-Length is checked before reading; a chunked body is counted as it arrives.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+
+        async def replay() -> Message:
+            nonlocal body
+            message, body = {"type": "http.request", "body": body, "more_body": False}, b""
+            return message
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = f"{self.max_bytes / MB:g} MB"
+        response = JSONResponse({"detail": f"the upload is larger than {limit} (serve max_upload_mb=…)"}, 413)
+        await response(scope, receive, send)
+
+
+def drawing_page() -> str:
+    return files("mnistlab").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+def create_app(
+    predictor: Predictor,
+    max_upload_bytes: int = 2 * MB,
+    max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    backend: str = "torch",
+) -> FastAPI:
+    from mnistlab import __version__
+
+    app = FastAPI(title="mnistlab", version=__version__, summary="Classify an image with a trained mnistlab model")
+    app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    page = drawing_page()
+    card = predictor.card
+
+    @app.exception_handler(BadImageError)
+    async def bad_image(request: Request, err: BadImageError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=err.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        return JSONResponse({"detail": f"send the image as multipart form field 'file' ({problems})"}, 400)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "backend": backend,
+            "classes": card.classes,
+            "input_shape": list(card.input_shape),
+            "preprocess": card.preprocess,
+        }
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> str:
+        return page
+
+    @app.post("/api/v1/predict")
+    async def predict(file: Annotated[UploadFile, File(description="PNG, JPG, BMP, GIF, WebP or TIFF")]) -> dict:
+        image = open_image(await file.read(), max_image_pixels)
+        (prediction,) = predictor.predict([image])
+        return prediction.to_dict(with_input=True)
+
+    return app

@@ -1,0 +1,114 @@
+"""The drawing page in a real browser: Debian's headless Chromium driven by Playwright (no browser download).
+
+Start `python -m mnistlab.serve` on 127.0.0.1, draw a stroke with the mouse, and check that the page shows the
+prediction the API returned, its top-3 and the 28×28 preview of what the model saw; then Clear.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, write_checkpoint
+
+CHROMIUM = os.environ.get("MNISTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if CHROMIUM is None and os.environ.get("MNISTLAB_REQUIRE_BROWSER"):  # set by .ci/run: CI must run this test
+    raise RuntimeError("MNISTLAB_REQUIRE_BROWSER is set but no chromium is on PATH (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH: install Debian's `chromium` package (.ci/run does)"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("serve") / "best.ckpt")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab.serve", f"ckpt_path={ckpt}", f"port={port}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                process.kill()
+                pytest.fail(f"the server did not start:\n{process.stdout.read().decode()[-3000:]}")
+            time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}/"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:  # Playwright gives the browser a new, empty profile
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser.new_page(viewport={"width": 1000, "height": 700})
+        finally:
+            browser.close()
+
+
+def test_draw_a_digit_and_see_its_prediction(server, page, tmp_path: Path):
+    page.goto(server)
+    box = page.locator("#canvas").bounding_box()
+    x, y = box["x"], box["y"]
+    with page.expect_response("**/api/v1/predict") as answer:
+        page.mouse.move(x + 100, y + 60)
+        page.mouse.down()
+        for step in range(1, 21):  # a 7: a bar, then a long diagonal
+            page.mouse.move(x + 100 + 4 * step, y + 60, steps=2) if step <= 10 else page.mouse.move(
+                x + 140 - 3 * (step - 10), y + 60 + 15 * (step - 10), steps=2
+            )
+        page.mouse.up()
+    assert answer.value.status == 200
+    body = answer.value.json()
+    page.wait_for_selector("body[data-state=done]", timeout=10_000)
+
+    assert page.inner_text("#label") == body["label"]
+    entries = page.locator("#top3 .entry").all_inner_texts()
+    assert entries == [f"{t['label']}: {100 * t['probability']:.1f} %" for t in body["top3"]]
+
+    # the preview shows the 28×28 input the API returned, white ink on black
+    preview = page.evaluate(
+        """() => Array.from(document.getElementById('preview').getContext('2d')
+                .getImageData(0, 0, 28, 28).data).filter((_, i) => i % 4 === 0)"""
+    )
+    expected = [round(min(1, max(0, v)) * 255) for row in body["input"] for v in row]
+    assert len(preview) == 784 and sum(preview) > 0
+    assert max(abs(a - b) for a, b in zip(preview, expected, strict=True)) <= 1
+    page.screenshot(path=str(tmp_path / "drawn.png"))
+
+    page.click("#clear")
+    assert page.inner_text("#label") == "" and page.locator("#top3 li").count() == 0
+    assert page.evaluate("document.body.dataset.state") == "empty"

@@ -1,0 +1,153 @@
+"""MNIST-style preprocessing shared by predict and serve: inversion, crop, 20 px box, center of mass."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from conftest import REAL_DATA
+from PIL import Image, ImageDraw
+
+from mnistlab.preprocess import (
+    BadImageError,
+    ImageTooLargeError,
+    center_of_mass,
+    image_files,
+    open_image,
+    prepare,
+    resolve_style,
+)
+
+MNIST = (1, 28, 28)
+
+
+def seven(size: tuple[int, int] = (300, 200), ink: int = 0, paper: int = 255, offset: tuple[int, int] = (150, 20)):
+    """A lopsided digit (a 7: top bar and a long diagonal) far from the image's center."""
+    image = Image.new("L", size, paper)
+    draw = ImageDraw.Draw(image)
+    x, y = offset
+    draw.line([(x, y), (x + 120, y)], fill=ink, width=14)
+    draw.line([(x + 120, y), (x + 40, y + 150)], fill=ink, width=14)
+    return image
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def test_center_of_mass_is_centered_and_the_digit_fits_20_pixels():
+    array = prepare(seven(), MNIST, "mnist")[0]
+    assert array.shape == (28, 28) and array.dtype == np.float32
+    row, col = center_of_mass(array)
+    assert abs(row - 13.5) <= 1 and abs(col - 13.5) <= 1  # the image's center
+    assert abs(row - 14) <= 0.75 and abs(col - 14) <= 0.75  # MNIST's: pixel (14, 14)
+    rows, cols = np.nonzero(array > 0.05)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (20, 21, 22)  # 20 px + resampling fringe
+    assert array.min() == 0 and array.max() == pytest.approx(1, abs=0.02)
+    assert np.all(array[:, :2] == 0) and np.all(array[:2] == 0)  # background stays black
+
+
+def test_inversion_is_detected_both_ways():
+    dark_on_light = prepare(seven(ink=0, paper=255), MNIST, "mnist")
+    light_on_dark = prepare(seven(ink=255, paper=0), MNIST, "mnist")
+    np.testing.assert_allclose(dark_on_light, light_on_dark, atol=1e-5)
+    # a grey, low-contrast photo of paper (ink 60, paper 200) gives the same digit: background removed, ink stretched
+    photo = prepare(seven(ink=60, paper=200), MNIST, "mnist")
+    np.testing.assert_allclose(photo, dark_on_light, atol=0.02)
+
+
+def test_transparent_canvas_and_colour_inputs_read_as_the_same_digit():
+    reference = prepare(seven(), MNIST, "mnist")
+    strokes = np.asarray(seven(ink=255, paper=0))  # alpha = where the ink is
+    transparent = Image.fromarray(np.dstack([np.zeros_like(strokes)] * 3 + [strokes]), "RGBA")  # black ink, no paper
+    np.testing.assert_allclose(prepare(transparent, MNIST, "mnist"), reference, atol=1e-5)
+    blue_ink = Image.merge("RGB", [seven(ink=0), seven(ink=0), seven(ink=255)])
+    assert np.corrcoef(prepare(blue_ink, MNIST, "mnist").ravel(), reference.ravel())[0, 1] > 0.99
+
+
+def test_jpeg_and_bmp_decode_like_png():
+    reference = prepare(open_image(png_bytes(seven())), MNIST, "mnist")
+    np.testing.assert_allclose(prepare(open_image(png_bytes(seven(), "BMP")), MNIST, "mnist"), reference, atol=1e-6)
+    jpeg = prepare(open_image(png_bytes(seven(), "JPEG")), MNIST, "mnist")
+    assert np.abs(jpeg - reference).mean() < 0.01
+
+
+@pytest.mark.skipif(not (REAL_DATA / "MNIST" / "raw").is_dir(), reason=f"no real MNIST in {REAL_DATA}")
+def test_a_200px_black_on_white_mnist_digit_comes_back_as_the_original():
+    """MNIST digits are already 20 px boxes centered by mass: preprocessing an enlarged, inverted copy must give
+    back (nearly) the original 28×28 image."""
+    from mnistlab.data.mnist import load_split
+
+    images, _ = load_split(REAL_DATA / "MNIST" / "raw", "test")
+    errors, correlations = [], []
+    for original in images[:50, 0].numpy():
+        big = Image.fromarray(255 - original).resize((200, 200), Image.Resampling.BICUBIC)
+        prepared = prepare(open_image(png_bytes(big)), MNIST, "mnist")[0]
+        errors.append(np.abs(prepared - original / 255).mean())
+        correlations.append(np.corrcoef(prepared.ravel(), original.ravel())[0, 1])
+    # measured: mean |error| 0.024, mean correlation 0.95 (a one-pixel shift would give ~0.75 and 0.06)
+    assert np.mean(errors) < 0.035 and np.mean(correlations) > 0.9 and min(correlations) > 0.6
+
+
+def test_styles_for_other_datasets():
+    assert resolve_style("auto", "mnist", MNIST) == "mnist"
+    assert resolve_style("auto", "fashion_mnist", MNIST) == "fit"
+    assert resolve_style("auto", None, (3, 32, 32)) == "resize"
+    fit = prepare(seven(), MNIST, "fit")[0]
+    rows, cols = np.nonzero(fit > 0.05)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 >= 27  # fills the frame
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8))
+    rgb = prepare(photo, (3, 64, 64), "resize")
+    assert rgb.shape == (3, 64, 64) and rgb.min() >= 0 and rgb.max() <= 1
+    with pytest.raises(Exception, match="preprocess='nope' is not one of auto, mnist, fit, resize"):
+        resolve_style("nope", "mnist", MNIST)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims ``width``×``height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 1024))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "message"),
+    [
+        (b"", BadImageError, "the upload is empty"),
+        (b"hello, I am text", BadImageError, "not a readable image"),
+        (png_bytes(seven())[:400], BadImageError, "not a readable image"),  # truncated
+        (png_claiming(50_000, 50_000), ImageTooLargeError, "too large to decode; at most 16,000,000 pixels"),
+        (png_claiming(6000, 5000), ImageTooLargeError, "6000×5000 pixels; at most 16,000,000 pixels"),
+        (png_bytes(Image.new("L", (64, 64), 255)), BadImageError, "the image is blank"),
+    ],
+    ids=["empty", "text", "truncated", "bomb", "huge", "blank"],
+)
+def test_bad_images_raise_one_clear_error(data, error, message):
+    with pytest.raises(error, match=message) as caught:
+        prepare(open_image(data), MNIST, "mnist")
+    assert caught.value.status_code == (413 if error is ImageTooLargeError else 400)
+
+
+def test_image_files_walks_folders_and_names_what_is_missing(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("b.png", "a.JPG", "sub/c.bmp", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in image_files([str(tmp_path)])] == ["a.JPG", "b.png", "c.bmp"]
+    with pytest.raises(Exception, match=r"missing\.png does not exist"):
+        image_files([str(tmp_path / "missing.png")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="holds no image files"):
+        image_files([str(tmp_path / "empty")])

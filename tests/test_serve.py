@@ -1,0 +1,211 @@
+"""Using a trained model: the HTTP API (every good and bad input), predict CLI, export to ONNX/TorchScript."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli, write_checkpoint
+from fastapi.testclient import TestClient
+from PIL import Image
+from test_preprocess import png_bytes, png_claiming, seven
+
+from mnistlab.api import MB, create_app
+from mnistlab.inference import Predictor, load_inference_model
+from mnistlab.preprocess import open_image
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.ckpt")
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    return Predictor(str(checkpoint))
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    return TestClient(create_app(predictor, max_upload_bytes=1 * MB))
+
+
+def post(client: TestClient, data: bytes, name: str = "digit.png", field: str = "file"):
+    return client.post("/api/v1/predict", files={field: (name, data, "application/octet-stream")})
+
+
+def test_health_and_page(client):
+    health = client.get("/health").json()
+    assert health == {
+        "status": "ok",
+        "backend": "torch",
+        "classes": [str(i) for i in range(10)],
+        "input_shape": [1, 28, 28],
+        "preprocess": "mnist",
+    }
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for element in ('id="canvas"', 'id="clear"', 'id="preview"', 'id="top3"', "api/v1/predict"):
+        assert element in page.text
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "WEBP"])
+def test_predict_returns_label_probabilities_and_the_input_the_model_saw(client, predictor, fmt):
+    data = png_bytes(seven(), fmt)
+    response = post(client, data, f"digit.{fmt.lower()}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    probabilities = body["probabilities"]
+    assert list(probabilities) == [str(i) for i in range(10)]
+    assert sum(probabilities.values()) == pytest.approx(1, abs=1e-4)
+    assert body["label"] == max(probabilities, key=probabilities.get) == str(body["index"])
+    assert [t["label"] for t in body["top3"]] == sorted(probabilities, key=probabilities.get, reverse=True)[:3]
+    image = np.array(body["input"])
+    assert image.shape == (28, 28) and image.min() == 0 and image.max() == pytest.approx(1, abs=0.02)
+    # the same answer as predicting in-process: one preprocessing, one model
+    (expected,) = predictor.predict([open_image(data)])
+    assert body["label"] == expected.label
+    np.testing.assert_allclose(image, expected.input[0], atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        (b"", 400, "the upload is empty"),
+        (b"%PDF-1.4 not an image", 400, "not a readable image"),
+        (png_bytes(seven())[:300], 400, "not a readable image"),
+        (png_claiming(60_000, 60_000), 413, "too large to decode"),
+        (png_claiming(5000, 5000), 413, "5000×5000 pixels"),
+        (png_bytes(Image.new("RGB", (100, 100), "white")), 400, "blank"),
+    ],
+    ids=["empty", "not-an-image", "corrupt", "bomb", "absurd-dimensions", "blank"],
+)
+def test_bad_uploads_get_a_json_error_never_a_500(client, data, status, message):
+    response = post(client, data)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+def test_uploads_over_the_size_limit_get_413(client):
+    big = b"\0" * (1 * MB + 1)
+    response = post(client, big)
+    assert response.status_code == 413 and "larger than 1 MB" in response.json()["detail"]
+    # a chunked body (no Content-Length) is counted as it arrives
+    boundary = b"xyz"
+    head = b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+
+    def chunks():
+        yield head
+        for _ in range(20):
+            yield b"\0" * (128 * 1024)
+        yield b"\r\n--xyz--\r\n"
+
+    response = client.post(
+        "/api/v1/predict",
+        content=chunks(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary.decode()}"},
+    )
+    assert response.status_code == 413
+    assert post(client, png_bytes(seven())).status_code == 200  # the server is fine afterwards
+
+
+def test_requests_without_the_file_field_get_400(client):
+    assert post(client, png_bytes(seven()), field="image").status_code == 400
+    response = client.post("/api/v1/predict", content=b"raw bytes", headers={"content-type": "image/png"})
+    assert response.status_code == 400 and "multipart form field 'file'" in response.json()["detail"]
+
+
+def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
+    """A model trained with data.permute_pixels=true sees new images through the same permutation."""
+    from mnistlab.data.base import permute
+
+    ckpt = write_checkpoint(tmp_path / "perm.ckpt", data={"permute_pixels": True, "permutation_seed": 3})
+    model, card = load_inference_model(str(ckpt))
+    assert card.permutation_seed == 3
+    images = torch.rand(4, 1, 28, 28)
+    classifier = torch.load(ckpt, weights_only=True)
+    from mnistlab.module import ImageClassifier
+
+    reference = ImageClassifier(**classifier["hyper_parameters"])
+    reference.load_state_dict(classifier["state_dict"])
+    with torch.inference_mode():
+        expected = reference.eval()(permute(images, 3)).softmax(1)
+        torch.testing.assert_close(model(images), expected)
+
+
+def test_export_onnx_and_torchscript_agree_with_the_checkpoint(checkpoint, predictor, tmp_path):
+    result = run_cli("mnistlab.export", f"ckpt_path={checkpoint}", f"output={tmp_path / 'model.onnx'}", cwd=tmp_path)
+    assert "max |Δp| vs the checkpoint on 8 images" in result.stdout
+    run_cli("mnistlab.export", f"ckpt_path={checkpoint}", "format=torchscript", cwd=tmp_path)
+    scripted = checkpoint.with_name("best.torchscript.pt")
+    assert scripted.is_file() and not list(tmp_path.glob(".*tmp"))
+    onnx_predictor = Predictor(backend="onnx", onnx_path=str(tmp_path / "model.onnx"))
+    assert onnx_predictor.card == predictor.card
+    batch = np.random.default_rng(0).random((16, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_allclose(onnx_predictor.backend(batch), predictor.backend(batch), atol=1e-5)
+    with torch.inference_mode():
+        np.testing.assert_allclose(
+            torch.jit.load(str(scripted))(torch.from_numpy(batch)).numpy(), predictor.backend(batch), atol=1e-6
+        )
+    # serve backend=onnx answers like the torch backend
+    onnx_client = TestClient(create_app(onnx_predictor, backend="onnx"))
+    torch_client = TestClient(create_app(predictor))
+    data = png_bytes(seven())
+    onnx_body, torch_body = post(onnx_client, data).json(), post(torch_client, data).json()
+    assert onnx_body["label"] == torch_body["label"]
+    assert onnx_body["probabilities"] == pytest.approx(torch_body["probabilities"], abs=1e-5)
+    assert onnx_client.get("/health").json()["backend"] == "onnx"
+
+
+def test_export_errors_are_one_line(checkpoint, tmp_path):
+    result = run_cli("mnistlab.export", f"ckpt_path={checkpoint}", "format=tflite", check=False)
+    assert result.returncode == 2 and result.stderr.strip() == "error: format='tflite' is not one of onnx, torchscript"
+    result = run_cli("mnistlab.serve", "backend=onnx", f"onnx_path={tmp_path / 'no.onnx'}", check=False)
+    assert (
+        result.returncode == 2 and "no.onnx does not exist: write it with `python -m mnistlab.export" in result.stderr
+    )
+    result = run_cli("mnistlab.serve", check=False)
+    assert result.returncode == 2 and result.stderr.startswith("error: ckpt_path is required")
+
+
+def test_predict_cli_text_and_json(checkpoint, predictor, tmp_path):
+    digits = tmp_path / "digits"
+    (digits / "more").mkdir(parents=True)
+    (digits / "a.png").write_bytes(png_bytes(seven()))
+    (digits / "more" / "b.jpg").write_bytes(png_bytes(seven(ink=255, paper=0), "JPEG"))
+    (digits / "c.bmp").write_bytes(png_bytes(seven(offset=(10, 30)), "BMP"))
+    (digits / "broken.png").write_bytes(b"\x89PNG broken")
+    single = tmp_path / "single.png"
+    single.write_bytes(png_bytes(seven()))
+
+    result = run_cli(
+        "mnistlab.predict", f"ckpt_path={checkpoint}", f"inputs=[{digits},{single}]", "output=json", check=False
+    )
+    assert result.returncode == 1  # one file could not be read; the others are still predicted
+    results = json.loads(result.stdout)
+    assert [r["file"].split("/")[-1] for r in results] == ["a.png", "broken.png", "c.bmp", "b.jpg", "single.png"]
+    assert "not a readable image" in results[1]["error"]
+    expected = predictor.predict([open_image(png_bytes(seven()))])[0]
+    assert results[0]["label"] == results[4]["label"] == expected.label
+    assert results[0]["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    assert len(results[2]["top3"]) == 3 and "input" not in results[2]
+
+    text = run_cli("mnistlab.predict", f"ckpt_path={checkpoint}", f"inputs={single}", cwd=tmp_path)
+    top = ", ".join(f"{label}: {p:.3f}" for label, p in expected.top(3))
+    assert text.stdout.strip() == f"{single}  {expected.label}  ({top})"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["digits", "single.png"]  # nothing written to disk
+
+    missing = run_cli("mnistlab.predict", f"ckpt_path={checkpoint}", "inputs=[nowhere/]", check=False)
+    assert missing.returncode == 2 and "nowhere/ does not exist" in missing.stderr
+
+
+def test_a_drawing_in_an_rgba_png_is_read_like_the_canvas_sends_it(client):
+    """The page posts canvas.toBlob(): RGBA, opaque white paper, black ink."""
+    rgba = seven().convert("RGBA")
+    buffer = io.BytesIO()
+    rgba.save(buffer, "PNG")
+    grey = post(client, png_bytes(seven())).json()
+    assert post(client, buffer.getvalue()).json()["input"] == grey["input"]
