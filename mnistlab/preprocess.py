@@ -60,6 +60,7 @@ def open_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS)
             if width == 0 or height == 0:
                 raise BadImageError("the image has no pixels")
             image.load()
+            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -75,7 +76,7 @@ def open_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS)
         else:
             reason = f"corrupt or truncated: {type(err).__name__}: {str(err)[:120]}"
         raise BadImageError(f"{name} is not a readable image ({reason})") from None
-    return ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    return image
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -171,12 +172,16 @@ def resolve_style(style: str, dataset: str | None, input_shape: tuple[int, int, 
 def prepare(image: Image.Image, input_shape: tuple[int, int, int], style: str = "mnist") -> np.ndarray:
     """The model's input for one image: float32 ``(C, H, W)`` in [0, 1] (``style`` as from ``resolve_style``)."""
     channels, height, width = input_shape
-    if style == "resize":
-        return resize_crop(image, channels, height, width)
+    try:
+        if style == "resize":
+            return resize_crop(image, channels, height, width)
+        gray = to_gray(image)
+    except (ValueError, OSError) as err:  # modes PIL cannot convert (LAB, HSV, …)
+        raise BadImageError(f"cannot read a {image.mode} image as gray or RGB ({err})") from None
     if style == "mnist":
-        gray = mnist_style(to_gray(image), size=height, box=round(height * 20 / 28))
+        gray = mnist_style(gray, size=height, box=round(height * 20 / 28))
     else:  # fit
-        gray = mnist_style(to_gray(image), size=height, box=height, by_mass=False)
+        gray = mnist_style(gray, size=height, box=height, by_mass=False)
     if gray.shape != (height, width):
         gray = _resize(gray, height, width)
     return np.repeat(gray[None], channels, axis=0)

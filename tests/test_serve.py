@@ -209,3 +209,27 @@ def test_a_drawing_in_an_rgba_png_is_read_like_the_canvas_sends_it(client):
     rgba.save(buffer, "PNG")
     grey = post(client, png_bytes(seven())).json()
     assert post(client, buffer.getvalue()).json()["input"] == grey["input"]
+
+
+def test_no_image_mode_or_mangled_file_gives_a_500(client):
+    """Every mode PIL can save, in every format that takes it, and 100 randomly mangled PNGs: 200, 400 or 413."""
+    drawing = seven(size=(60, 40), offset=(10, 5))
+    statuses = set()
+    for mode in ("1", "L", "P", "RGB", "RGBA", "CMYK", "I", "F", "LA", "I;16", "LAB", "YCbCr", "PA", "RGBX"):
+        image = drawing.convert(mode) if mode != "LAB" else drawing.convert("RGB").convert("LAB")
+        for fmt in ("PNG", "TIFF", "BMP", "JPEG", "GIF", "WEBP"):
+            try:
+                data = png_bytes(image, fmt)
+            except (OSError, ValueError, KeyError):
+                continue  # the format cannot hold the mode
+            response = post(client, data)
+            assert response.status_code in (200, 400), (mode, fmt, response.text)
+            statuses.add(response.status_code)
+    assert 200 in statuses
+    rng = np.random.default_rng(0)
+    original = png_bytes(seven())
+    for _ in range(100):
+        mangled = bytearray(original)
+        for position in rng.integers(8, len(mangled), size=5):
+            mangled[position] = int(rng.integers(0, 256))
+        assert post(client, bytes(mangled)).status_code in (200, 400, 413)
