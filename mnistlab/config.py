@@ -22,6 +22,20 @@ if not OmegaConf.has_resolver("mnistlab_root"):
     OmegaConf.register_new_resolver("mnistlab_root", lambda: str(ROOT))
 
 
+def model_task(target: str) -> str:
+    """``detection`` for architectures that say so (``task = "detection"``), else ``classification``."""
+    from hydra.utils import get_class
+
+    try:
+        return getattr(get_class(target), "task", "classification")
+    except Exception:
+        return "classification"  # a wrong _target_ is reported where the model is built
+
+
+if not OmegaConf.has_resolver("mnistlab_task"):
+    OmegaConf.register_new_resolver("mnistlab_task", model_task)
+
+
 def _number(cfg: DictConfig, key: str) -> Any:
     value = OmegaConf.select(cfg, key)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):

@@ -86,6 +86,8 @@ def load_inference_model(ckpt_path: str, style: str = "auto") -> tuple[Inference
     from mnistlab.module import load_checkpoint
 
     classifier, checkpoint = load_checkpoint(ckpt_path)
+    if getattr(classifier.net, "task", "classification") != "classification":
+        raise ConfigError(f"ckpt_path={ckpt_path} holds a detection model; predict, serve and export take classifiers")
     card = card_from_checkpoint(checkpoint, style)
     model = InferenceModel(classifier.net, classifier.mean, classifier.inv_std, card)
     return model.eval(), card

@@ -98,14 +98,17 @@ class ImageClassifier(L.LightningModule):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels)
-        detached = loss.detach()
-        self.train_loss.update(detached)
         self.train_acc.update(logits.detach(), labels)
-        self._loss_window += detached
+        self._track_loss(loss.detach())
+        return loss
+
+    def _track_loss(self, loss: Tensor) -> None:
+        """Accumulate the step's loss on the device; flush it to the loggers every log_every_n_steps."""
+        self.train_loss.update(loss)
+        self._loss_window += loss
         self._window_steps += 1
         if self._window_steps >= self.trainer.log_every_n_steps:
             self._flush_loss_window()
-        return loss
 
     def _flush_loss_window(self) -> None:
         """Log the mean loss of the last steps (one host sync per window) and stop on NaN/inf."""
@@ -215,6 +218,9 @@ class ImageClassifier(L.LightningModule):
         for key, value in (("max_lr", self.lr), ("total_steps", total), ("T_max", total)):
             if key in accepted and sched_cfg.get(key) is None:
                 sched_cfg[key] = value
+        steps, warmup = sched_cfg.get("total_steps"), sched_cfg.get("pct_start")
+        if steps and warmup and float(steps) * float(warmup) == 1:  # OneCycleLR divides by zero (4 × 0.25)
+            sched_cfg["pct_start"] = 2 / float(steps)
         scheduler = cls(optimizer, **sched_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
@@ -233,6 +239,20 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     return checkpoint
 
 
+def module_class(model: dict[str, Any]) -> type[ImageClassifier]:
+    """The LightningModule for an architecture: its class attribute ``task`` says ``detection`` for
+    detectors (``mnistlab.detector.ObjectDetector``); everything else is an ``ImageClassifier``."""
+    try:
+        net_class = get_class(model["_target_"])
+    except Exception as err:
+        raise ConfigError(f"model._target_={model.get('_target_')!r} cannot be imported ({err})") from None
+    if getattr(net_class, "task", "classification") == "detection":
+        from mnistlab.detector import ObjectDetector
+
+        return ObjectDetector
+    return ImageClassifier
+
+
 def load_checkpoint(path: str) -> tuple[ImageClassifier, dict[str, Any]]:
     """Rebuild an ``ImageClassifier`` from a checkpoint (safely, see ``read_checkpoint``).
 
@@ -241,7 +261,7 @@ def load_checkpoint(path: str) -> tuple[ImageClassifier, dict[str, Any]]:
     """
     checkpoint = read_checkpoint(path)
     try:
-        model = ImageClassifier(**checkpoint["hyper_parameters"])
+        model = module_class(checkpoint["hyper_parameters"]["model"])(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError) as err:
         reason = str(err).splitlines()[0][:200]

@@ -23,10 +23,14 @@ COLUMNS = [
     ("test/f1", "test F1"),
     ("test/loss", "test loss"),
     ("best_epoch", "best epoch"),
+    ("test/map_50", "test mAP@0.5"),  # detectors only (columns no run has are left out)
+    ("test/map", "test mAP@[.5:.95]"),
     ("time_per_epoch_s", "s/epoch"),
+    ("train_time_s", "train s"),
     ("peak_memory_mb", "peak MB"),
     ("params", "params"),
 ]
+OPTIONAL_COLUMNS = ("test/map_50", "test/map")
 
 
 def load_runs(sweep_dir: Path) -> list[dict[str, Any]]:
@@ -107,10 +111,11 @@ def write_report(sweep_dir: Path) -> Path:
     factors = varying_factors(runs)
     ranked = sorted(completed(runs), key=lambda r: -float(r["metrics"][RANK_BY]))
     failed = [r for r in runs if r not in ranked]
+    columns = [(k, t) for k, t in COLUMNS if k not in OPTIONAL_COLUMNS or any(k in r["metrics"] for r in runs)]
 
     with open(sweep_dir / "runs.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in COLUMNS), "reason"])
+        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"])
         for rank, run in enumerate(ranked + failed, start=1):
             m = run["metrics"]
             writer.writerow(
@@ -119,7 +124,7 @@ def write_report(sweep_dir: Path) -> Path:
                     run["job"],
                     m.get("status"),
                     *(m.get("hparams", {}).get(f) for f in factors),
-                    *(m.get(k) for k, _ in COLUMNS),
+                    *(m.get(k) for k, _ in columns),
                     m.get("reason", ""),
                 ]
             )
@@ -133,8 +138,8 @@ def write_report(sweep_dir: Path) -> Path:
         f"{len(ranked)} of {len(runs)} runs completed, {len(failed)} failed. "
         f"Ranked by {RANK_BY}; factors that vary: {', '.join(factors) or 'none'}.",
         "",
-        "| rank | job | " + " | ".join([*factors, *(title for _, title in COLUMNS)]) + " |",
-        "|" + "---|" * (2 + len(factors) + len(COLUMNS)),
+        "| rank | job | " + " | ".join([*factors, *(title for _, title in columns)]) + " |",
+        "|" + "---|" * (2 + len(factors) + len(columns)),
     ]
     for rank, run in enumerate(ranked, start=1):
         m = run["metrics"]
@@ -142,7 +147,7 @@ def write_report(sweep_dir: Path) -> Path:
             str(rank),
             run["job"],
             *(_fmt(m["hparams"].get(f)) for f in factors),
-            *(_fmt(m.get(k)) for k, _ in COLUMNS),
+            *(_fmt(m.get(k)) for k, _ in columns),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     if failed:

@@ -64,7 +64,7 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     from mnistlab.callbacks import EpochSeed, RunStats, StoreRunConfig
     from mnistlab.checkpoint_io import AtomicCheckpointIO
     from mnistlab.hparams import log_hparams, sweep_hparams
-    from mnistlab.module import ImageClassifier
+    from mnistlab.module import module_class
 
     # Lightning prints through its own handler as well as Hydra's: keep Hydra's (console + train.log)
     lightning_log = logging.getLogger("lightning.pytorch")
@@ -78,7 +78,7 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")  # the model needs the input shape, the classes and the train statistics
-    model = ImageClassifier(
+    model = module_class(to_plain(cfg.model))(
         model=to_plain(cfg.model),
         optim=to_plain(cfg.optim),
         scheduler=to_plain(cfg.scheduler),
@@ -130,8 +130,9 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         if trainer.is_global_zero:
             from mnistlab.evaluation import write_evaluation
 
-            labels = datamodule.splits["train"][1], datamodule.splits["test"][1]
-            record.update(write_evaluation(out_dir, model.test_results, datamodule.classes, *labels, record, loggers))
+            labels = datamodule.class_labels("train"), datamodule.class_labels("test")
+            classes = getattr(model, "report_classes", datamodule.classes)
+            record.update(write_evaluation(out_dir, model.test_results, classes, *labels, record, loggers))
     record["status"] = "completed"
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.time()

@@ -221,3 +221,19 @@ def test_bf16_mixed_precision_on_cpu(tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["hparams"]["precision"] == "bf16-mixed"
     assert metrics["test/acc"] > 0.5
+
+
+def test_one_cycle_survives_a_four_step_run(tiny_data, tmp_path):
+    """OneCycleLR divides by zero when total_steps × pct_start is 1 (4 × 0.25): such a short run must still train."""
+    run_cli(
+        "mnistlab.train",
+        *FAST,
+        "data=mnist",
+        "model=linear",
+        "scheduler=onecycle",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=4",
+        f"hydra.run.dir={tmp_path}",
+        data_dir=tiny_data,
+    )
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"

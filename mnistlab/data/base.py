@@ -178,6 +178,10 @@ class InMemoryDataModule(L.LightningDataModule):
         splits, mean, std = _CACHE[key]
         self.splits, self.mean, self.std = dict(splits), list(mean), list(std)
 
+    def class_labels(self, split: str) -> Tensor:
+        """The class label of every sample of a split (for baselines and reports)."""
+        return self.splits[split][1]
+
     def _data_device(self) -> torch.device:
         """GPU-resident data when training on a GPU (one copy beats a transfer per batch)."""
         trainer = self.trainer
