@@ -1,7 +1,9 @@
 """CNN `cnn_bn_do`, SGD momentum 0.9, batch 64, one epoch of the 55k train split, on this CPU.
 
 (a) hand-written loop over in-memory tensors, (b) the seeds' torchvision + DataLoader loop,
-(c) mnistlab through `python -m mnistlab.train`. Target: c/a >= 1.3.
+(c) mnistlab through `python -m mnistlab.train`. (a) and (c) alternate for three rounds and the best epoch of
+each is compared: the hand loop's speed alone has varied by 40 % between runs on this shared machine.
+Target: c/a >= 1.3.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from common import (
 )
 
 BATCH = 64
+ROUNDS = 3
 
 
 def sgd(params):
@@ -33,22 +36,26 @@ def main() -> bool:
         f"CNN cnn_bn_do, SGD momentum, batch {BATCH}, {n} images, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
-    torch.manual_seed(0)
-    hand = n / hand_loop_epoch(seed_cnn(), sgd, images, labels, BATCH)
+    hand_runs, our_runs = [], []
+    for _ in range(ROUNDS):  # alternated, so that a slow spell of this shared machine hits both sides
+        torch.manual_seed(0)
+        hand_runs.append(n / hand_loop_epoch(seed_cnn(), sgd, images, labels, BATCH))
+        _, run = run_mnistlab(
+            "model=cnn_bn_do",
+            "optim=sgd_momentum",
+            "optim.lr=0.01",
+            f"data.batch_size={BATCH}",
+            "trainer.max_epochs=1",
+            *TRAIN_ONLY,
+        )
+        our_runs.append(n / metrics(run)["train_time_s"])
     torch.manual_seed(0)
     seed_style = n / seed_style_epoch(seed_cnn(), sgd, BATCH)
-    _, run = run_mnistlab(
-        "model=cnn_bn_do",
-        "optim=sgd_momentum",
-        "optim.lr=0.01",
-        f"data.batch_size={BATCH}",
-        "trainer.max_epochs=1",
-        *TRAIN_ONLY,
-    )
-    ours = n / metrics(run)["train_time_s"]
-    row("(a) hand-written loop, in-memory tensors", hand, "img/s")
+    hand, ours = max(hand_runs), max(our_runs)  # the best epoch of each: the least disturbed by other load
+    print(f"  rounds: hand {[round(v) for v in hand_runs]} img/s, mnistlab {[round(v) for v in our_runs]} img/s")
+    row("(a) hand-written loop, in-memory tensors (best round)", hand, "img/s")
     row("(b) seed-style loop, torchvision + DataLoader", seed_style, "img/s")
-    row("(c) mnistlab (python -m mnistlab.train)", ours, "img/s")
+    row("(c) mnistlab (python -m mnistlab.train) (best round)", ours, "img/s")
     row("c/a", ours / hand, "x")
     row("c/b", ours / seed_style, "x")
     return check("c/a >= 1.3", ours / hand >= 1.3)
