@@ -23,17 +23,26 @@ if not OmegaConf.has_resolver("mnistlab_root"):
 
 
 def model_task(target: str) -> str:
-    """``detection`` for architectures that say so (``task = "detection"``), else ``classification``."""
+    """``detection`` for architectures that say so (class attribute ``task = "detection"``), else
+    ``classification``: what picks the LightningModule and the detection data's ``task``."""
     from hydra.utils import get_class
 
     try:
-        return getattr(get_class(target), "task", "classification")
-    except Exception:
-        return "classification"  # a wrong _target_ is reported where the model is built
+        net_class = get_class(target)
+    except Exception as err:
+        raise ConfigError(f"model._target_={target!r} cannot be imported ({err})") from None
+    return getattr(net_class, "task", "classification")
+
+
+def _task_or_default(target: str) -> str:
+    try:
+        return model_task(target)
+    except ConfigError:
+        return "classification"  # the resolver stays quiet: a wrong _target_ is reported where the model is built
 
 
 if not OmegaConf.has_resolver("mnistlab_task"):
-    OmegaConf.register_new_resolver("mnistlab_task", model_task)
+    OmegaConf.register_new_resolver("mnistlab_task", _task_or_default)
 
 
 def _number(cfg: DictConfig, key: str) -> Any:

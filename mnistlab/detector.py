@@ -20,7 +20,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
-from mnistlab.errors import LossDivergedError
 from mnistlab.module import ImageClassifier
 
 MATCH_IOU = 0.5
@@ -54,8 +53,6 @@ def digit_predictions(detections: list[dict[str, Tensor]], targets: list[dict[st
 class ObjectDetector(ImageClassifier):
     """Detection with the classifier's plumbing; see the module docstring for the metrics."""
 
-    expected_initial_loss = None  # no ln(C) to compare the first loss with (SanityChecks skips that check)
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         num_classes = int(kwargs["num_classes"])
@@ -71,8 +68,12 @@ class ObjectDetector(ImageClassifier):
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
 
     @property
+    def expected_initial_loss(self) -> None:
+        return None  # the detection loss has no ln(C) to compare with
+
+    @property
     def report_classes(self) -> list[str]:
-        return [*self.hparams.classes, "(no detection)"]
+        return [*super().report_classes, "(no detection)"]
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> Any:
         return self.net((images - self.mean) * self.inv_std, targets)
@@ -88,12 +89,8 @@ class ObjectDetector(ImageClassifier):
         self._track_loss(loss.detach())
         return loss
 
-    def on_train_epoch_end(self) -> None:
-        loss = self.train_loss.compute()
-        if not torch.isfinite(loss):
-            raise LossDivergedError(f"training loss is {loss.item()} in epoch {self.current_epoch}")
-        self.log("train/loss", loss)
-        self.train_loss.reset()
+    def train_epoch_metrics(self) -> dict[str, Tensor]:
+        return {}  # no per-digit scores while training: they need the detections of eval mode
 
     # -- evaluation -----------------------------------------------------------------------------
     def _detect(self, batch: tuple[Tensor, Tensor], mean_ap: MeanAveragePrecision, *metrics: Any) -> tuple:
@@ -138,10 +135,6 @@ class ObjectDetector(ImageClassifier):
         finally:
             for module in heads:
                 module.training = False
-
-    def on_test_epoch_start(self) -> None:
-        self._misclassified = []
-        self._kept = 0
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         images, targets = self._detect(batch, self.test_map, self.test_acc, self.test_f1, self.test_confusion)

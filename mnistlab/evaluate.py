@@ -32,8 +32,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), **{k: float(v) for k, v in metrics.items()}}
     datamodule.setup("fit")  # the baselines need the train split's labels
     labels = datamodule.class_labels("train"), datamodule.class_labels("test")
-    classes = getattr(model, "report_classes", datamodule.classes)
-    result.update(write_evaluation(out_dir, model.test_results, classes, *labels, result))
+    result.update(write_evaluation(out_dir, model.test_results, model.report_classes, *labels, result))
     write_json_atomic(out_dir / "evaluation.json", result)
     for key in ("test/acc", "test/f1", "test/loss"):
         print(f"{key}: {result[key]:.4f}")

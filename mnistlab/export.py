@@ -76,7 +76,6 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     model, card = load_inference_model(str(cfg.ckpt_path), str(cfg.preprocess))
     ckpt = Path(str(cfg.ckpt_path))
     output = Path(str(cfg.output)) if cfg.output else ckpt.with_name(ckpt.stem + FORMATS[cfg.format])
-    output.parent.mkdir(parents=True, exist_ok=True)
     batch = torch.rand(8, *card.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = model(batch).numpy()

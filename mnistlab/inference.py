@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from mnistlab.config import model_task
 from mnistlab.errors import ConfigError
 from mnistlab.preprocess import prepare, resolve_style
 
@@ -53,18 +54,19 @@ class InferenceModel(nn.Module):
         self.net = net
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("inv_std", inv_std.detach().clone())
-        self.shape = card.input_shape
         order = None
-        if card.permutation_seed is not None:
+        if card.permutation_seed is not None:  # imported here: mnistlab.data brings Lightning
             from mnistlab.data.base import permutation_order
 
-            order = permutation_order(self.shape[1] * self.shape[2], card.permutation_seed)
+            _, height, width = card.input_shape
+            order = permutation_order(height * width, card.permutation_seed)
         self.register_buffer("order", order, persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
         if self.order is not None:
-            channels, height, width = self.shape
-            images = images.reshape(-1, channels, height * width)[:, :, self.order].reshape(-1, *self.shape)
+            from mnistlab.data.base import permute
+
+            images = permute(images, self.order)
         return self.net((images - self.mean) * self.inv_std).float().softmax(dim=1)
 
 
@@ -86,7 +88,7 @@ def load_inference_model(ckpt_path: str, style: str = "auto") -> tuple[Inference
     from mnistlab.module import load_checkpoint
 
     classifier, checkpoint = load_checkpoint(ckpt_path)
-    if getattr(classifier.net, "task", "classification") != "classification":
+    if model_task(checkpoint["hyper_parameters"]["model"]["_target_"]) != "classification":
         raise ConfigError(f"ckpt_path={ckpt_path} holds a detection model; predict, serve and export take classifiers")
     card = card_from_checkpoint(checkpoint, style)
     model = InferenceModel(classifier.net, classifier.mean, classifier.inv_std, card)

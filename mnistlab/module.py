@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from mnistlab.config import model_task
 from mnistlab.errors import ConfigError, LossDivergedError
 
 # keys of the `model` config that configure the framework, not the architecture's constructor
@@ -124,9 +125,24 @@ class ImageClassifier(L.LightningModule):
         loss = self.train_loss.compute()
         if not torch.isfinite(loss):
             raise LossDivergedError(f"training loss is {loss.item()} in epoch {self.current_epoch}")
-        self.log_dict({"train/loss": loss, "train/acc": self.train_acc.compute()})
+        self.log_dict({"train/loss": loss, **self.train_epoch_metrics()})
         self.train_loss.reset()
+
+    def train_epoch_metrics(self) -> dict[str, Tensor]:
+        """Training metrics of the epoch besides the loss (then reset)."""
+        acc = self.train_acc.compute()
         self.train_acc.reset()
+        return {"train/acc": acc}
+
+    @property
+    def expected_initial_loss(self) -> float | None:
+        """ln(C): the loss of a freshly initialized classifier that is uniformly unsure (None: no such value)."""
+        return math.log(self.hparams.num_classes)
+
+    @property
+    def report_classes(self) -> list[str]:
+        """The class names of the test report's confusion matrix and per-class scores."""
+        return [str(c) for c in (self.hparams.classes or range(self.hparams.num_classes))]
 
     # -- evaluation -----------------------------------------------------------------------------
     def _evaluate_batch(self, batch: tuple[Tensor, Tensor], loss: MeanMetric, *metrics: Any) -> None:
@@ -242,11 +258,7 @@ def read_checkpoint(path: str) -> dict[str, Any]:
 def module_class(model: dict[str, Any]) -> type[ImageClassifier]:
     """The LightningModule for an architecture: its class attribute ``task`` says ``detection`` for
     detectors (``mnistlab.detector.ObjectDetector``); everything else is an ``ImageClassifier``."""
-    try:
-        net_class = get_class(model["_target_"])
-    except Exception as err:
-        raise ConfigError(f"model._target_={model.get('_target_')!r} cannot be imported ({err})") from None
-    if getattr(net_class, "task", "classification") == "detection":
+    if model_task(model["_target_"]) == "detection":
         from mnistlab.detector import ObjectDetector
 
         return ObjectDetector

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy.ndimage import center_of_mass  # (row, column) of the intensity-weighted mean, in pixel indices
 
 from mnistlab.errors import DataError
 
@@ -115,13 +116,6 @@ def _resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
     """Antialiased resize of a float image (PIL's mode F keeps the precision of the ink)."""
     resized = Image.fromarray(array.astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS)
     return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
-
-
-def center_of_mass(array: np.ndarray) -> tuple[float, float]:
-    """(row, column) of the intensity-weighted mean position, in pixel-index coordinates."""
-    total = float(array.sum())
-    rows, cols = np.indices(array.shape)
-    return float((rows * array).sum() / total), float((cols * array).sum() / total)
 
 
 def mnist_style(gray: np.ndarray, size: int = 28, box: int = 20, by_mass: bool = True) -> np.ndarray:

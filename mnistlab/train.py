@@ -131,8 +131,7 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
             from mnistlab.evaluation import write_evaluation
 
             labels = datamodule.class_labels("train"), datamodule.class_labels("test")
-            classes = getattr(model, "report_classes", datamodule.classes)
-            record.update(write_evaluation(out_dir, model.test_results, classes, *labels, record, loggers))
+            record.update(write_evaluation(out_dir, model.test_results, model.report_classes, *labels, record, loggers))
     record["status"] = "completed"
     record["wall_time_s"] = round(time.perf_counter() - started, 3)
     record["finished_at"] = time.time()

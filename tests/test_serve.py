@@ -120,7 +120,7 @@ def test_requests_without_the_file_field_get_400(client):
 
 def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
     """A model trained with data.permute_pixels=true sees new images through the same permutation."""
-    from mnistlab.data.base import permute
+    from mnistlab.data.base import permutation_order, permute
 
     ckpt = write_checkpoint(tmp_path / "perm.ckpt", data={"permute_pixels": True, "permutation_seed": 3})
     model, card = load_inference_model(str(ckpt))
@@ -132,7 +132,7 @@ def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
     reference = ImageClassifier(**classifier["hyper_parameters"])
     reference.load_state_dict(classifier["state_dict"])
     with torch.inference_mode():
-        expected = reference.eval()(permute(images, 3)).softmax(1)
+        expected = reference.eval()(permute(images, permutation_order(28 * 28, 3))).softmax(1)
         torch.testing.assert_close(model(images), expected)
 
 

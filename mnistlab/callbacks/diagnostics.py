@@ -45,17 +45,16 @@ class SanityChecks(L.Callback):
             return
         images = batch[0]
         loss = float(outputs["loss"])
-        if getattr(pl_module, "expected_initial_loss", 0) is None:  # a detector: no ln(C) to compare with
-            self.results = {"sanity/batch_shape": list(images.shape), "sanity/initial_loss": round(loss, 4)}
-            return
-        expected = math.log(pl_module.hparams.num_classes)
         self.results = {
             "sanity/batch_shape": list(images.shape),
             "sanity/batch_min": float(images.min()),
             "sanity/batch_max": float(images.max()),
             "sanity/initial_loss": round(loss, 4),
-            "sanity/expected_initial_loss": round(expected, 4),
         }
+        expected = pl_module.expected_initial_loss
+        if expected is None:  # a detector: no ln(C) to compare with
+            return
+        self.results["sanity/expected_initial_loss"] = round(expected, 4)
         log.info(
             "first batch %s in [%.3f, %.3f]; initial loss %.4f (ln C = %.4f)",
             tuple(images.shape),

@@ -56,11 +56,10 @@ def permutation_order(num_pixels: int, seed: int) -> Tensor:
     return torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed))
 
 
-def permute(images: Tensor, seed: int) -> Tensor:
-    """The same fixed shuffle of pixel positions for every image (seed 001's experiment): an MLP does not
-    care, a CNN loses the spatial structure it is built to exploit."""
+def permute(images: Tensor, order: Tensor) -> Tensor:
+    """The same fixed shuffle of pixel positions (``permutation_order``) for every image (seed 001's
+    experiment): an MLP does not care, a CNN loses the spatial structure it is built to exploit."""
     n, c, h, w = images.shape
-    order = permutation_order(h * w, seed)
     return images.reshape(n, c, h * w)[:, :, order].reshape(n, c, h, w)
 
 
@@ -171,9 +170,9 @@ class InMemoryDataModule(L.LightningDataModule):
                 self.read_official(), self.val_size, self.test_size, self.seed, self.num_folds, self.fold
             )
             if self.permute_pixels:
-                splits = {
-                    name: (permute(images, self.permutation_seed), labels) for name, (images, labels) in splits.items()
-                }
+                _, _, height, width = splits["train"][0].shape
+                order = permutation_order(height * width, self.permutation_seed)
+                splits = {name: (permute(images, order), labels) for name, (images, labels) in splits.items()}
             _CACHE[key] = (splits, *channel_stats(splits["train"][0]))
         splits, mean, std = _CACHE[key]
         self.splits, self.mean, self.std = dict(splits), list(mean), list(std)

@@ -18,23 +18,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.ops import box_iou
 
 from mnistlab.data.mnist import MNISTDataModule, load_split
-from mnistlab.errors import ConfigError, DataError
+from mnistlab.errors import ConfigError
 
 TASKS = ("detection", "classification")
 CACHE_VERSION = 1
-
-
-def _iou(box: Tensor, boxes: Tensor) -> Tensor:
-    if len(boxes) == 0:
-        return torch.zeros(0)
-    lt = torch.maximum(box[:2], boxes[:, :2])
-    rb = torch.minimum(box[2:], boxes[:, 2:])
-    inter = (rb - lt).clamp(min=0).prod(1)
-    area = (box[2:] - box[:2]).prod()
-    areas = (boxes[:, 2:] - boxes[:, :2]).prod(1)
-    return inter / (area + areas - inter)
 
 
 def compose_canvases(
@@ -71,7 +61,7 @@ def compose_canvases(
             for _attempt in range(30):
                 top, left = randint(-r0, canvas_size - r1), randint(-c0, canvas_size - c1)
                 box = torch.tensor([left + c0, top + r0, left + c1, top + r1], dtype=torch.float32)
-                if not boxes or float(_iou(box, torch.stack(boxes)).max()) <= max_overlap:
+                if not boxes or float(box_iou(box[None], torch.stack(boxes)).max()) <= max_overlap:
                     break
             else:
                 continue  # no room left on this canvas
@@ -115,6 +105,9 @@ class MNISTDetectionDataModule(MNISTDataModule):
         self.task, self.canvas_size, self.num_digits = task, int(canvas_size), (low, high)
         self.digit_size, self.canvas_seed = (small, large), int(canvas_seed)
         self.num_canvases = {"train": 8000, "val": 1000, "test": 1000, **(num_canvases or {})}
+        for name, count in self.num_canvases.items():
+            if int(count) < 1:
+                raise ConfigError(f"data.num_canvases.{name}={count} must be at least 1")
         active = [k for k, v in (kwargs.get("augment") or {}).items() if v and not k.endswith("_p")]
         if task == "detection" and active:
             raise ConfigError(
@@ -180,13 +173,10 @@ class MNISTDetectionDataModule(MNISTDataModule):
         }
         splits = {}
         for offset, (name, (digits, labels)) in enumerate(sources.items()):
-            count = int(self.num_canvases[name])
-            if count < 1:
-                raise DataError(f"data.num_canvases.{name}={count} must be at least 1")
             splits[name] = compose_canvases(
                 digits,
                 labels,
-                count,
+                int(self.num_canvases[name]),
                 self.canvas_size,
                 self.num_digits,
                 self.digit_size,
