@@ -5,7 +5,7 @@ random size (90–280 px) and position. The same checkpoint (`experiment=fast`, 
 classifies them
 - as the original 28×28 test images (the ceiling),
 - after the seeds' preprocessing (invert, resize the whole canvas to 28×28) — the baseline,
-- after `mnistlab.preprocess` (invert, crop to the ink, 20 px box, center of mass).
+- after `mnistlab.serving.preprocess` (invert, crop to the ink, 20 px box, center of mass).
 
 Target: mnistlab's preprocessing within 1.5 points of the ceiling.
 """
@@ -40,7 +40,7 @@ def seed_style(canvas: Image.Image) -> np.ndarray:
 
 def main() -> bool:
     from mnistlab.data.mnist import load_split
-    from mnistlab.inference import Predictor
+    from mnistlab.serving.inference import Predictor
 
     ckpt_path = fast_checkpoint()
     predictor = Predictor(str(ckpt_path))
@@ -58,7 +58,7 @@ def main() -> bool:
     print(f"  {COUNT} MNIST test digits drawn black-on-white on a {CANVAS}×{CANVAS} canvas, random size and place")
     row("original 28×28 test images (ceiling)", ceiling, "%")
     row("seeds' preprocessing: invert + resize to 28×28 (baseline)", naive, "%")
-    row("mnistlab.preprocess (MNIST-style)", ours, "%")
+    row("mnistlab preprocessing (MNIST-style)", ours, "%")
     row("  errors removed vs the baseline", (ours - naive) / max(1e-9, 100 - naive) * 100, "%")
     return check("mnistlab within 1.5 points of the ceiling", ours >= ceiling - 1.5)
 

@@ -124,8 +124,8 @@ def in_process_ms(ckpt: Path, pngs: list[bytes]) -> float:
     """Decode + preprocess + model, batch of one, in this process: the work each request must do anyway."""
     import torch
 
-    from mnistlab.inference import Predictor
-    from mnistlab.preprocess import open_image
+    from mnistlab.serving.inference import Predictor
+    from mnistlab.serving.preprocess import open_image
 
     torch.set_num_threads(1)
     predictor = Predictor(str(ckpt), batch_size=1)

@@ -110,27 +110,27 @@ def write_checkpoint(
     at random weights: enough for everything that does not need a trained model, and made in milliseconds."""
     import torch
 
-    from mnistlab.module import ImageClassifier
+    from mnistlab.tasks.classification import ClassificationTask
 
     torch.manual_seed(seed)
     classes = classes or [str(i) for i in range(10)]
     hparams = {
-        "model": {"_target_": "mnistlab.models.CNN", "channels": [8, 16], "fc": [32], "norm": "batch"},
-        "optim": {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1},
-        "scheduler": None,
+        "model": {"name": "cnn", "channels": [8, 16], "fc": [32], "norm": "batch"},
+        "optim": {"name": "sgd", "lr": 0.1},
+        "scheduler": {"name": "none"},
         "input_shape": list(input_shape),
         "num_classes": len(classes),
         "mean": [0.13] * input_shape[0],
         "std": [0.31] * input_shape[0],
         "classes": classes,
     }
-    model = ImageClassifier(**hparams)
+    model = ClassificationTask(**hparams)
     with torch.no_grad():  # BatchNorm statistics that are not the identity, so that they must be exported
         for module in model.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.1, 0.1)
                 module.running_var.uniform_(0.5, 1.5)
-    data_cfg = {"_target_": "mnistlab.data.MNISTDataModule", "dataset": "mnist", **(data or {})}
+    data_cfg = {"dataset": "mnist", **(data or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
         {"hyper_parameters": hparams, "state_dict": model.state_dict(), "mnistlab": {"config": {"data": data_cfg}}},

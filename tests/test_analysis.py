@@ -13,8 +13,8 @@ import torch
 from conftest import FAST, run_cli
 from tb import load
 
-from mnistlab.evaluation import baselines, most_confused, per_class_scores
-from mnistlab.report import main_effects, write_report
+from mnistlab.analysis.run_report import baselines, most_confused, per_class_scores
+from mnistlab.analysis.sweep_report import main_effects, write_report
 
 
 def test_per_class_scores_and_most_confused():
@@ -157,7 +157,8 @@ def test_sweep_report_main_effects_and_seed_variance(tmp_path):
     _fake_run(tmp_path, "7", "failed", {"optim": "adam", "norm": "batch", "seed": 2}, None, "LossDivergedError: nan")
 
     report = write_report(tmp_path).read_text()
-    from mnistlab.report import load_runs, varying_factors
+    from mnistlab.analysis.runs import load_runs
+    from mnistlab.analysis.sweep_report import varying_factors
 
     runs = load_runs(tmp_path)
     factors = varying_factors(runs)

@@ -65,7 +65,7 @@ def test_run_writes_every_file(trained_run):
 
 
 def test_checkpoint_loads_with_weights_only_and_rebuilds(trained_run):
-    from mnistlab.module import load_checkpoint
+    from mnistlab.tasks.checkpoint import load_task as load_checkpoint
 
     checkpoint = torch.load(trained_run / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["model"]["norm"] == "batch"

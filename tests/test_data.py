@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import write_idx, write_tiny_dataset
 
-from mnistlab.data import MNISTDataModule
+from mnistlab.core.errors import ConfigError, DataError
+from mnistlab.data import MNISTDataModule, create_datamodule
 from mnistlab.data.idx import read_idx
 from mnistlab.data.loader import TensorBatchLoader
 from mnistlab.data.splits import channel_stats, stratified_split
-from mnistlab.errors import ConfigError, DataError
 
 FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
 
@@ -78,7 +78,8 @@ def test_datamodule_shapes_and_splits(tiny_data):
     assert Counter(dm.splits["val"][1].tolist()) == dict.fromkeys(range(10), 10)
     images, labels = next(iter(dm.train_dataloader()))
     assert images.dtype == torch.uint8 and images.shape == (32, 1, 28, 28) and labels.dtype == torch.int64
-    assert MNISTDataModule(dataset="fashion_mnist", data_dir=str(tiny_data)).classes[0] == "T-shirt/top"
+    fashion = create_datamodule({"dataset": "fashion_mnist", "data_dir": str(tiny_data)})
+    assert fashion.classes[0] == "T-shirt/top" and fashion.raw_dir.parent.name == "FashionMNIST"
 
 
 def test_statistics_come_from_the_train_split_only(tmp_path):

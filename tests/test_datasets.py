@@ -12,9 +12,9 @@ import torch
 from conftest import FAST, run_cli
 from torch import nn
 
+from mnistlab.core.errors import DataError
 from mnistlab.data import CIFAR10DataModule, TinyImageNetDataModule
 from mnistlab.data.tiny_imagenet import open_hf_dataset
-from mnistlab.errors import DataError
 from mnistlab.models import ResNet
 
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 from conftest import FAST, run_cli
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.data.detection import MNISTDetectionDataModule, compose_canvases
-from mnistlab.detector import digit_predictions, to_targets
-from mnistlab.errors import ConfigError
+from mnistlab.tasks.detection import digit_predictions, to_targets
 
 
 def digits(n: int = 50) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,7 @@ import pytest
 from conftest import REAL_DATA
 from PIL import Image, ImageDraw
 
-from mnistlab.preprocess import (
+from mnistlab.serving.preprocess import (
     BadImageError,
     ImageTooLargeError,
     center_of_mass,

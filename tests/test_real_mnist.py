@@ -43,7 +43,7 @@ def test_drawn_digits_are_predicted_like_the_originals(sgd_run, tmp_path):
     from PIL import Image
 
     from mnistlab.data.mnist import load_split
-    from mnistlab.inference import Predictor
+    from mnistlab.serving.inference import Predictor
 
     ckpt = sgd_run / "checkpoints" / "best.ckpt"
     images, _ = load_split(REAL_DATA / "MNIST" / "raw", "test")

@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from test_preprocess import png_bytes, png_claiming, seven
 
-from mnistlab.api import MB, create_app
-from mnistlab.inference import Predictor, load_inference_model
-from mnistlab.preprocess import open_image
+from mnistlab.serving.api import MB, create_app
+from mnistlab.serving.inference import Predictor, load_inference_model
+from mnistlab.serving.preprocess import open_image
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +120,16 @@ def test_requests_without_the_file_field_get_400(client):
 
 def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
     """A model trained with data.permute_pixels=true sees new images through the same permutation."""
-    from mnistlab.data.base import permutation_order, permute
+    from mnistlab.data.permutation import permutation_order, permute
 
     ckpt = write_checkpoint(tmp_path / "perm.ckpt", data={"permute_pixels": True, "permutation_seed": 3})
     model, card = load_inference_model(str(ckpt))
     assert card.permutation_seed == 3
     images = torch.rand(4, 1, 28, 28)
     classifier = torch.load(ckpt, weights_only=True)
-    from mnistlab.module import ImageClassifier
+    from mnistlab.tasks.classification import ClassificationTask
 
-    reference = ImageClassifier(**classifier["hyper_parameters"])
+    reference = ClassificationTask(**classifier["hyper_parameters"])
     reference.load_state_dict(classifier["state_dict"])
     with torch.inference_mode():
         expected = reference.eval()(permute(images, permutation_order(28 * 28, 3))).softmax(1)

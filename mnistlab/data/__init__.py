@@ -1,8 +1,21 @@
-"""DataModules, index splits and device-side augmentation."""
+"""Datasets as in-memory DataModules, registered by name (``DATASETS``, ``create_datamodule``); index splits,
+the batch-slicing loader and device-side augmentation. Nothing here knows a model, a task or a command.
 
-from mnistlab.data.base import InMemoryDataModule
-from mnistlab.data.cifar import CIFAR10DataModule
-from mnistlab.data.mnist import MNISTDataModule
-from mnistlab.data.tiny_imagenet import TinyImageNetDataModule
+Light to import: the DataModules (which bring Lightning) load when a dataset is first looked up or named.
+"""
 
-__all__ = ["CIFAR10DataModule", "InMemoryDataModule", "MNISTDataModule", "TinyImageNetDataModule"]
+from mnistlab.core.lazy import lazy_exports
+
+_WHERE = {
+    "InMemoryDataModule": "base",
+    "CIFAR10DataModule": "cifar",
+    "MNISTDetectionDataModule": "detection",
+    "MNISTDataModule": "mnist",
+    "FashionMNISTDataModule": "mnist",
+    "TinyImageNetDataModule": "tiny_imagenet",
+    "DATASETS": "registry",
+    "create_datamodule": "registry",
+    "register_dataset": "registry",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports("mnistlab.data", _WHERE)

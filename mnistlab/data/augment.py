@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 AUGMENT_KEYS = (
     "rotation",

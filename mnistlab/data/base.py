@@ -12,15 +12,15 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from mnistlab.core.errors import ConfigError, DataError, first_line
+from mnistlab.core.fields import check
 from mnistlab.data.augment import build_augmentation
+from mnistlab.data.cache import cached
 from mnistlab.data.loader import TensorBatchLoader
+from mnistlab.data.permutation import permutation_order, permute
 from mnistlab.data.splits import channel_stats, stratified_split
-from mnistlab.errors import ConfigError, DataError
 
 Split = tuple[Tensor, Tensor]
-# (dataset class, its cache key, val_size, test_size, seed) → (splits, mean, std): a sweep's later jobs
-# reuse what the first job read, split and measured
-_CACHE: dict[tuple, tuple[dict[str, Split], list[float], list[float]]] = {}
 
 
 def make_splits(
@@ -51,18 +51,6 @@ def make_splits(
     return splits
 
 
-def permutation_order(num_pixels: int, seed: int) -> Tensor:
-    """The fixed pixel order of ``data.permute_pixels``; prediction applies the same one to new images."""
-    return torch.randperm(num_pixels, generator=torch.Generator().manual_seed(seed))
-
-
-def permute(images: Tensor, order: Tensor) -> Tensor:
-    """The same fixed shuffle of pixel positions (``permutation_order``) for every image (seed 001's
-    experiment): an MLP does not care, a CNN loses the spatial structure it is built to exploit."""
-    n, c, h, w = images.shape
-    return images.reshape(n, c, h * w)[:, :, order].reshape(n, c, h, w)
-
-
 class InMemoryDataModule(L.LightningDataModule):
     """Batches leave the loader as uint8; ``on_after_batch_transfer`` turns them into floats in [0, 1]
     (augmented when training) on the device. Normalization belongs to the model (``mean``/``std`` of the
@@ -90,10 +78,8 @@ class InMemoryDataModule(L.LightningDataModule):
             )
         self.num_folds, self.fold = int(num_folds or 0), int(fold)
         self.permute_pixels, self.permutation_seed = bool(permute_pixels), int(permutation_seed)
-        for key, value in [("data.batch_size", batch_size), ("data.eval_batch_size", eval_batch_size)]:
-            if int(value) <= 0:
-                raise ConfigError(f"{key}={value} must be a positive integer")
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.batch_size = int(check("data.batch_size", batch_size))
+        self.eval_batch_size = int(check("data.eval_batch_size", eval_batch_size))
         self.val_size, self.test_size, self.seed = int(val_size or 0), int(test_size or 0), int(seed)
         self.download, self.on_device = download, on_device
         self.augmentation = build_augmentation(augment, self.input_shape)
@@ -145,7 +131,7 @@ class InMemoryDataModule(L.LightningDataModule):
             try:
                 self.download_files()
             except Exception as err:  # network errors come as many types; the message says what to do
-                reason = f"download failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                reason = f"download failed: {type(err).__name__}: {first_line(err)}"
         missing = self.missing_files()
         if missing:
             raise DataError(self.explain_missing(missing, reason))
@@ -165,17 +151,17 @@ class InMemoryDataModule(L.LightningDataModule):
             self.permute_pixels,
             self.permutation_seed,
         )
-        if key not in _CACHE:
-            splits = make_splits(
-                self.read_official(), self.val_size, self.test_size, self.seed, self.num_folds, self.fold
-            )
-            if self.permute_pixels:
-                _, _, height, width = splits["train"][0].shape
-                order = permutation_order(height * width, self.permutation_seed)
-                splits = {name: (permute(images, order), labels) for name, (images, labels) in splits.items()}
-            _CACHE[key] = (splits, *channel_stats(splits["train"][0]))
-        splits, mean, std = _CACHE[key]
+        splits, mean, std = cached(key, self._read_and_split)
         self.splits, self.mean, self.std = dict(splits), list(mean), list(std)
+
+    def _read_and_split(self) -> tuple[dict[str, Split], list[float], list[float]]:
+        """Splits (pixels permuted when asked) and the train split's per-channel statistics."""
+        splits = make_splits(self.read_official(), self.val_size, self.test_size, self.seed, self.num_folds, self.fold)
+        if self.permute_pixels:
+            _, _, height, width = splits["train"][0].shape
+            order = permutation_order(height * width, self.permutation_seed)
+            splits = {name: (permute(images, order), labels) for name, (images, labels) in splits.items()}
+        return (splits, *channel_stats(splits["train"][0]))
 
     def class_labels(self, split: str) -> Tensor:
         """The class label of every sample of a split (for baselines and reports)."""

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mnistlab.core.errors import DataError
 from mnistlab.data.base import InMemoryDataModule
-from mnistlab.errors import DataError
+from mnistlab.data.registry import register_dataset
 
 FOLDER = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -35,6 +36,7 @@ def read_batches(folder: Path, names: tuple[str, ...]) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
 
 
+@register_dataset("cifar10")
 class CIFAR10DataModule(InMemoryDataModule):
     """CIFAR-10: a stratified, seeded validation split of the 50k train images; the official 10k test set."""
 

@@ -10,6 +10,7 @@ label ``-1`` for padding, so the in-memory loader slices them like class labels.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import box_iou
 
-from mnistlab.data.mnist import MNISTDataModule, load_split
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
+from mnistlab.core.files import atomic_write
+from mnistlab.data.mnist import MNISTDataModule, idx_spec, load_split
+from mnistlab.data.registry import register_dataset
 
 TASKS = ("detection", "classification")
 CACHE_VERSION = 1
@@ -39,6 +41,8 @@ def compose_canvases(
 ) -> tuple[Tensor, Tensor]:
     """``count`` canvases ``(count, 1, S, S)`` uint8 of 1–k digits scaled to ``digit_size`` px (the 28-px
     frame), placed at random with an IoU of at most ``max_overlap`` between ink boxes; and their targets."""
+    from torchvision.ops import box_iou
+
     generator = torch.Generator().manual_seed(seed)
     low, high = num_digits
     canvases = torch.zeros(count, 1, canvas_size, canvas_size, dtype=torch.uint8)
@@ -76,6 +80,7 @@ def compose_canvases(
     return canvases, targets
 
 
+@register_dataset("mnist_detection")
 class MNISTDetectionDataModule(MNISTDataModule):
     """Canvases of MNIST digits with boxes (``task=detection``), or one digit per canvas with its label
     (``task=classification``, ``num_digits=[1,1]``) so that a CNN and a detector see the same images."""
@@ -83,7 +88,7 @@ class MNISTDetectionDataModule(MNISTDataModule):
     def __init__(
         self,
         data_dir: str = "data",
-        dataset: str = "mnist",
+        digits: str = "mnist",
         task: str = "detection",
         canvas_size: int = 128,
         num_digits: tuple[int, int] | list[int] = (1, 5),
@@ -114,7 +119,9 @@ class MNISTDetectionDataModule(MNISTDataModule):
                 f"data.augment.{active[0]} is not supported with data.task=detection (it would move the digits "
                 "off their boxes); set it to 0"
             )
-        super().__init__(dataset=dataset, data_dir=data_dir, **kwargs)
+        self.spec = idx_spec(digits, "data.digits")
+        self.digits = digits
+        super().__init__(data_dir=data_dir, **kwargs)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -123,7 +130,7 @@ class MNISTDetectionDataModule(MNISTDataModule):
     def _settings(self) -> dict[str, Any]:
         return {
             "version": CACHE_VERSION,
-            "dataset": self.dataset,
+            "dataset": self.digits,
             "canvas_size": self.canvas_size,
             "num_digits": self.num_digits,
             "digit_size": self.digit_size,
@@ -149,12 +156,8 @@ class MNISTDetectionDataModule(MNISTDataModule):
                 splits = None
         if splits is None:
             splits = self._compose()
-            try:
-                from mnistlab.results import atomic_write
-
+            with contextlib.suppress(OSError):  # a read-only data folder only costs the composition next time
                 atomic_write(path, lambda f: torch.save(splits, f))
-            except OSError:  # a read-only data folder only costs the composition next time
-                pass
         if self.task == "classification":
             return {name: (images, targets[:, 0, 0].long()) for name, (images, targets) in splits.items()}
         return splits

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnistlab.errors import DataError
+from mnistlab.core.errors import DataError
 
 # IDX magic: two zero bytes, a type code (0x08 = unsigned byte), the number of dimensions
 _UBYTE = 0x08

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
+from mnistlab.core.errors import ConfigError, DataError
 from mnistlab.data.base import InMemoryDataModule
+from mnistlab.data.cache import cached
 from mnistlab.data.idx import read_idx
-from mnistlab.errors import ConfigError, DataError
+from mnistlab.data.registry import register_dataset
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class IdxDataset:
     classes: tuple[str, ...]
 
 
-DATASETS = {
+IDX_DATASETS = {
     "mnist": IdxDataset("MNIST", "MNIST", tuple(str(d) for d in range(10))),
     "fashion_mnist": IdxDataset(
         "FashionMNIST",
@@ -42,8 +43,7 @@ def _find(raw: Path, name: str) -> Path | None:
     return None
 
 
-@functools.cache
-def _load_split_cached(raw: Path, split: str, stamp: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+def _read_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
     images_path, labels_path = (_find(raw, name) for name in FILES[split])
     assert images_path is not None and labels_path is not None
     images, labels = read_idx(images_path), read_idx(labels_path)
@@ -66,18 +66,23 @@ def load_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
     Sweeps run many jobs in one process: the cache makes every job after the first start instantly.
     The key includes file sizes and mtimes, so replaced files are read again.
     """
-    return _load_split_cached(raw, split, _stamp(raw, split))
+    return cached(("idx", raw, split, _stamp(raw, split)), lambda: _read_split(raw, split))
 
 
+def idx_spec(name: str, key: str) -> IdxDataset:
+    if name not in IDX_DATASETS:
+        raise ConfigError(f"{key}={name!r} is not one of {', '.join(IDX_DATASETS)}")
+    return IDX_DATASETS[name]
+
+
+@register_dataset("mnist")
 class MNISTDataModule(InMemoryDataModule):
-    """MNIST or Fashion-MNIST from torchvision's IDX files: a stratified, seeded validation split carved from
-    the official 60k train set; the official 10k test set for testing only."""
+    """MNIST from torchvision's IDX files: a stratified, seeded validation split carved from the official 60k
+    train set; the official 10k test set for testing only."""
 
-    def __init__(self, dataset: str = "mnist", data_dir: str = "data", **kwargs: Any) -> None:
-        if dataset not in DATASETS:
-            raise ConfigError(f"data.dataset={dataset!r} is not one of {', '.join(DATASETS)}")
-        self.spec = DATASETS[dataset]
-        self.dataset = dataset
+    spec = IDX_DATASETS["mnist"]
+
+    def __init__(self, data_dir: str = "data", **kwargs: Any) -> None:
         self.raw_dir = Path(data_dir).expanduser().resolve() / self.spec.folder / "raw"
         super().__init__(**kwargs)
 
@@ -111,3 +116,10 @@ class MNISTDataModule(InMemoryDataModule):
             f"(or the same names with .gz) in that folder, or point MNISTLAB_DATA_DIR or paths.data_dir "
             f"at a folder that holds {self.spec.folder}/raw/"
         )
+
+
+@register_dataset("fashion_mnist")
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST: the same files, layout and splits as MNIST, ten kinds of clothing."""
+
+    spec = IDX_DATASETS["fashion_mnist"]

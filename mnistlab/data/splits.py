@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from mnistlab.errors import ConfigError
+from mnistlab.core.errors import ConfigError
 
 
 def stratified_split(labels: torch.Tensor, holdout: int, seed: int, key: str) -> tuple[torch.Tensor, torch.Tensor]:

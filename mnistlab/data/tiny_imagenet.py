@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mnistlab.core.errors import DataError, first_line
 from mnistlab.data.base import InMemoryDataModule
-from mnistlab.errors import DataError
+from mnistlab.data.registry import register_dataset
 
 VAL_NAMES = ("valid", "validation", "val")
 
@@ -34,9 +35,8 @@ def open_hf_dataset(hf_path: str) -> Any:
             return datasets.load_dataset("imagefolder", data_dir=str(local))
         return datasets.load_dataset(hf_path)
     except Exception as err:
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
         raise DataError(
-            f"data.hf_path={hf_path} could not be loaded ({type(err).__name__}: {first}); without internet, "
+            f"data.hf_path={hf_path} could not be loaded ({type(err).__name__}: {first_line(err)}); without internet, "
             "point data.hf_path at a local copy (save_to_disk, parquet or imagefolder)"
         ) from None
 
@@ -61,6 +61,7 @@ def decode_split(split: Any, size: int, target: Path) -> None:
     os.replace(tmp_images, target.with_name(target.name + ".images.npy"))
 
 
+@register_dataset("tiny_imagenet")
 class TinyImageNetDataModule(InMemoryDataModule):
     """Tiny-ImageNet: validation is the dataset's own valid split; a test split is carved from train,
     stratified and seeded (``test_size``). Later runs read the decoded cache in seconds."""

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from mnistlab.models.layers import check_dropout, dense_block, init_weights, make_activation, make_norm
+from mnistlab.models.registry import register_model
 
 
 def conv_block(in_channels: int, out_channels: int, kernel_size: int, norm: str, activation: str) -> nn.Sequential:
@@ -25,6 +26,7 @@ def conv_block(in_channels: int, out_channels: int, kernel_size: int, norm: str,
     return nn.Sequential(*layers)
 
 
+@register_model("cnn")
 class CNN(nn.Module):
     """``channels=[32, 64]``: conv32 → conv64 (each 3×3, norm, activation, 2×2 pool) → FC 128 → classes,
     with dropout before each FC layer when ``dropout > 0``. ``channels=[32, 64, 128]`` is the 3-block CNN.

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mnistlab.models.registry import register_model
 
+
+@register_model("fasterrcnn", task="detection")
 class FasterRCNN(nn.Module):
     """Takes normalized images ``(N, C, H, W)``; in training with ``targets`` returns torchvision's loss dict,
     otherwise a list of ``{"boxes", "labels", "scores"}`` with labels 0..num_classes-1 (the background of
@@ -17,8 +20,6 @@ class FasterRCNN(nn.Module):
     The box head's hidden size (torchvision: 1024) and the proposal counts (2000 per image) are made smaller
     by default: on 128-px canvases with at most a few digits they cost time and buy nothing.
     """
-
-    task = "detection"
 
     def __init__(
         self,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
-from torch import nn
+from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
+from mnistlab.core.fields import check
+
+# the modules of the activation names declared in mnistlab.core.fields (a test keeps the two in step)
+ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
@@ -15,27 +18,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "elu": nn.ELU,
 }
-from mnistlab.config import INITS, NORMS  # noqa: E402  (the names live beside the config validation)
 
 
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module (in-place where the op allows it, to save memory)."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"model.activation={name!r} is not one of {', '.join(ACTIVATIONS)}")
-    if name in ("relu", "leaky_relu", "elu", "selu"):
-        return ACTIVATIONS[name](inplace=True)
-    return ACTIVATIONS[name]()
-
-
-def check_norm(norm: str) -> None:
-    if norm not in NORMS:
-        raise ValueError(f"model.norm={norm!r} is not one of {', '.join(NORMS)}")
+    module = ACTIVATION_MODULES[check("model.activation", name)]
+    return module(inplace=True) if name in ("relu", "leaky_relu", "elu", "selu") else module()
 
 
 def make_norm(norm: str, num_features: int, dims: int) -> nn.Module | None:
     """BatchNorm over ``dims`` spatial dims (0 for vectors), or None when ``norm='none'``."""
-    check_norm(norm)
-    if norm == "none":
+    if check("model.norm", norm) == "none":
         return None
     return nn.BatchNorm2d(num_features) if dims == 2 else nn.BatchNorm1d(num_features)
 
@@ -52,9 +45,7 @@ def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> No
     layer stays identical, so the network cannot learn beyond a linear model of the last layer.
     Normalization layers are left at weight 1, bias 0.
     """
-    if scheme not in INITS:
-        raise ValueError(f"model.init={scheme!r} is not one of {', '.join(INITS)}")
-    if scheme == "default":
+    if check("model.init", scheme) == "default":
         return
     nonlinearity = _gain_nonlinearity(activation)
     for layer in module.modules():
@@ -76,8 +67,7 @@ def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> No
 
 
 def check_dropout(p: float) -> None:
-    if not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"model.dropout={p!r} must be in [0, 1)")
+    check("model.dropout", p)
 
 
 def dense_block(in_features: int, out_features: int, norm: str, activation: str) -> list[nn.Module]:
@@ -88,3 +78,8 @@ def dense_block(in_features: int, out_features: int, norm: str, activation: str)
         layers.append(bn)
     layers.append(make_activation(activation))
     return layers
+
+
+def normalize(images: Tensor, mean: Tensor, inv_std: Tensor) -> Tensor:
+    """Images in [0, 1] → standardized by per-channel statistics (the train split's, kept with the model)."""
+    return (images - mean) * inv_std

@@ -7,8 +7,10 @@ import math
 from torch import Tensor, nn
 
 from mnistlab.models.layers import check_dropout, init_weights, make_activation, make_norm
+from mnistlab.models.registry import register_model
 
 
+@register_model("linear")
 class SoftmaxRegression(nn.Module):
     """Logits ``z = W x + b``. ``norm`` normalizes the input pixels; ``dropout`` drops input pixels;
     ``activation`` has no hidden layer to act on and is only validated, so sweeps can include it."""

@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from mnistlab.models.layers import check_dropout, dense_block, init_weights
+from mnistlab.models.registry import register_model
 
 
+@register_model("mlp")
 class MLP(nn.Module):
     """Flatten → [Linear → norm → activation → dropout] per hidden size → Linear to the classes.
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from mnistlab.models.layers import check_dropout, init_weights, make_activation, make_norm
+from mnistlab.models.registry import register_model
 
 
 def _conv_norm(in_channels: int, out_channels: int, kernel: int, stride: int, norm: str) -> list[nn.Module]:
@@ -55,6 +56,7 @@ class BasicBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
+@register_model("resnet")
 class ResNet(nn.Module):
     """Stem conv → stages (``channels[i]`` wide, ``blocks[i]`` blocks; every stage after the first halves
     the resolution) → global average pooling → linear head. Any input size works (1×28×28 included)."""

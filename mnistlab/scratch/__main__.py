@@ -10,17 +10,16 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
-from mnistlab.config import CONFIG_DIR
-from mnistlab.errors import MnistlabError, exit_with
+from mnistlab.core.config import CONFIG_DIR, to_plain
+from mnistlab.core.errors import ConfigError, run_command
 
 
 def run(cfg: DictConfig) -> dict:
-    from hydra.utils import instantiate
-
-    from mnistlab.results import write_json_atomic
+    from mnistlab.core.files import write_json_atomic
+    from mnistlab.data import create_datamodule
     from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
 
-    datamodule = instantiate(cfg.data)
+    datamodule = create_datamodule(to_plain(cfg.data))
     datamodule.setup("fit")
     # pixels in [0, 1]; `scratch.standardize=true` subtracts the train mean and divides by the train std
     mean, std = (datamodule.mean[0], datamodule.std[0]) if cfg.scratch.standardize else (0.0, 1.0)
@@ -37,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
     elif s.model == "mlp":
         model = MLPNP(x.shape[1], datamodule.num_classes, hidden=int(s.hidden), seed=cfg.seed)
     else:
-        raise MnistlabError(f"scratch.model={s.model!r} is not one of softmax, mlp")
+        raise ConfigError(f"scratch.model={s.model!r} is not one of softmax, mlp")
     start = time.perf_counter()
     history = train(model, x, y, x_val, y_val, float(s.lr), int(s.batch_size), int(s.epochs), int(s.patience), cfg.seed)
     p_test, _ = model.forward(x_test)
@@ -60,28 +59,21 @@ def run(cfg: DictConfig) -> dict:
 
 def save_weight_images(weights: np.ndarray, classes, path: Path) -> None:
     """Each class's weight row as a 28×28 image: the 'template' softmax regression learned for it."""
-    import matplotlib
+    from mnistlab.analysis.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(2, 5, figsize=(8, 3.6))
+    figure, axes = pyplot().subplots(2, 5, figsize=(8, 3.6))
     for ax, row, name in zip(axes.flat, weights.T, classes, strict=False):
         limit = np.abs(row).max()
         ax.imshow(row.reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(name)
         ax.axis("off")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path, dpi=100)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scratch")
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except MnistlabError as err:
-        exit_with(err)
+    run_command(lambda: run(cfg))
 
 
 if __name__ == "__main__":

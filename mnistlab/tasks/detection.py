@@ -1,7 +1,6 @@
-"""The LightningModule for detection models (``model=fasterrcnn`` on ``data=mnist_detection``).
-
-It shares the classifier's config interface (optimizer, scheduler, LR finder, normalization from the train
-statistics, checkpoints) and adds what detection needs: targets as box lists, mAP@0.5 and mAP@[.5:.95]
+"""Detection (``model=fasterrcnn`` on ``data=mnist_detection``), a sibling of classification on the shared base
+(optimizer, scheduler, LR finder, normalization from the train statistics, checkpoints). It adds what
+detection needs: targets as box lists, mAP@0.5 and mAP@[.5:.95]
 (torchmetrics' MeanAveragePrecision), and per-digit scores comparable with a classifier's:
 
 - ``acc`` / ``f1``: every ground-truth digit is matched to the highest-scoring detection overlapping it
@@ -16,11 +15,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
-from mnistlab.module import ImageClassifier
+from mnistlab.tasks.base import ImageTask
 
 MATCH_IOU = 0.5
 
@@ -50,8 +50,11 @@ def digit_predictions(detections: list[dict[str, Tensor]], targets: list[dict[st
     return torch.cat(predicted) if predicted else torch.zeros(0, dtype=torch.long)
 
 
-class ObjectDetector(ImageClassifier):
-    """Detection with the classifier's plumbing; see the module docstring for the metrics."""
+class DetectionTask(ImageTask):
+    """See the module docstring for the metrics. The detection loss has no ln(C) to compare with, and there
+    are no per-digit scores while training: they need the detections of eval mode."""
+
+    uses_channels_last = False  # torchvision's detectors take lists of images
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -63,20 +66,17 @@ class ObjectDetector(ImageClassifier):
             MulticlassAccuracy(average="micro", **args),
         )
         self.val_f1, self.test_f1 = MulticlassF1Score(average="none", **args), MulticlassF1Score(average="none", **args)
+        self.test_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(**args)
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
-
-    @property
-    def expected_initial_loss(self) -> None:
-        return None  # the detection loss has no ln(C) to compare with
 
     @property
     def report_classes(self) -> list[str]:
         return [*super().report_classes, "(no detection)"]
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None) -> Any:
-        return self.net((images - self.mean) * self.inv_std, targets)
+        return self.net(self.normalize(images), targets)
 
     def _macro_f1(self, metric: MulticlassF1Score) -> Tensor:
         return metric.compute()[: self.none].mean()  # the digits' F1, not that of "(no detection)"
@@ -86,11 +86,8 @@ class ObjectDetector(ImageClassifier):
         images, rows = batch
         losses = self(images, to_targets(rows))
         loss = sum(losses.values())
-        self._track_loss(loss.detach())
+        self.track_loss(loss.detach())
         return loss
-
-    def train_epoch_metrics(self) -> dict[str, Tensor]:
-        return {}  # no per-digit scores while training: they need the detections of eval mode
 
     # -- evaluation -----------------------------------------------------------------------------
     def _detect(self, batch: tuple[Tensor, Tensor], mean_ap: MeanAveragePrecision, *metrics: Any) -> tuple:
@@ -109,18 +106,14 @@ class ObjectDetector(ImageClassifier):
 
     def on_validation_epoch_end(self) -> None:
         mean_ap = self.val_map.compute()
-        acc = self.val_acc.compute()
-        values = {
-            "val/map": mean_ap["map"],
-            "val/map_50": mean_ap["map_50"],
-            "val/acc": acc,
-            "val/f1": self._macro_f1(self.val_f1),
-        }
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(acc)
-            values["val/acc_best"] = self.val_acc_best.compute()
-            self.val_history.append(round(float(acc), 6))
-        self.log_dict(values, prog_bar=True)
+        self.log_validation(
+            {
+                "val/map": mean_ap["map"],
+                "val/map_50": mean_ap["map_50"],
+                "val/acc": self.val_acc.compute(),
+                "val/f1": self._macro_f1(self.val_f1),
+            }
+        )
         for metric in (self.val_map, self.val_acc, self.val_f1):
             metric.reset()
 

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mnistlab.analysis.figures import pyplot, save_figure
+
 
 def per_class_scores(confusion: Tensor) -> list[dict[str, float]]:
     """Precision, recall, F1 and support of each class, from a confusion matrix (rows: true, cols: predicted)."""
@@ -65,8 +67,7 @@ def baselines(train_labels: Tensor, test_labels: Tensor, num_classes: int) -> di
 
 
 def plot_confusion(confusion: Tensor, classes: Sequence[str]):
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     size = max(5.0, 0.5 * len(classes))
     figure, ax = plt.subplots(figsize=(size, size))
     ax.imshow(confusion.numpy(), cmap="Blues")
@@ -91,9 +92,9 @@ def plot_confusion(confusion: Tensor, classes: Sequence[str]):
 
 def plot_misclassified(images: Tensor, true: Tensor, predicted: Tensor, classes: Sequence[str]):
     """One grid image (a single imshow: fast) with "true → predicted" under each tile."""
-    import matplotlib.pyplot as plt
     from torchvision.utils import make_grid
 
+    plt = pyplot()
     cols = min(len(images), 9)
     rows = math.ceil(len(images) / cols)
     pad = 2
@@ -118,19 +119,6 @@ def plot_misclassified(images: Tensor, true: Tensor, predicted: Tensor, classes:
     return figure
 
 
-def save_figure(figure: Any, path: Path, tag: str, loggers: Sequence[Any] = ()) -> None:
-    """Render once; write the PNG and log the same pixels to TensorBoard (add_figure would render again)."""
-    import numpy as np
-    from PIL import Image
-
-    figure.canvas.draw()
-    rgb = np.asarray(figure.canvas.buffer_rgba())[..., :3]
-    Image.fromarray(rgb).save(path, optimize=False)
-    for logger in loggers:
-        if hasattr(logger.experiment, "add_image"):
-            logger.experiment.add_image(tag, rgb, global_step=0, dataformats="HWC")
-
-
 def write_evaluation(
     out_dir: Path,
     results: dict[str, Any],
@@ -138,15 +126,10 @@ def write_evaluation(
     train_labels: Tensor,
     test_labels: Tensor,
     metrics: dict[str, Any],
-    loggers: Sequence[Any] = (),
+    writers: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Write confusion_matrix.{png,csv}, per_class.csv, misclassified.png and report.md into ``out_dir``;
-    log the pictures to TensorBoard; return the scalars for metrics.json."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    log the pictures to the TensorBoard ``writers``; return the scalars for metrics.json."""
     confusion: Tensor = results["confusion"].long()
     scores = per_class_scores(confusion)
     pairs = most_confused(confusion, classes)
@@ -165,8 +148,7 @@ def write_evaluation(
     if results.get("misclassified"):
         figures["misclassified"] = plot_misclassified(*results["misclassified"], classes)
     for name, figure in figures.items():
-        save_figure(figure, out_dir / f"{name}.png", f"test/{name}", loggers)
-        plt.close(figure)
+        save_figure(figure, out_dir / f"{name}.png", f"test/{name}", writers)
 
     summary = {
         "test/samples": int(confusion.sum()),

@@ -13,17 +13,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from mnistlab.analysis.runs import sweep_statuses
+
 log = logging.getLogger("mnistlab.sweep")
-
-
-def sweep_statuses(sweep_dir: Path) -> dict[str, dict[str, Any]]:
-    """Job dir name → its metrics.json (a job that wrote none counts as failed)."""
-    from mnistlab.results import read_metrics
-
-    statuses = {}
-    for job in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()), key=lambda p: p.name):
-        statuses[job.name] = read_metrics(job) or {"status": "failed", "reason": "no metrics.json was written"}
-    return statuses
 
 
 class SweepSummary(Callback):
@@ -36,7 +28,7 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         try:
-            from mnistlab.report import write_report
+            from mnistlab.analysis.sweep_report import write_report
 
             log.info("sweep report: %s", write_report(sweep_dir))
         except Exception:  # the report must never cost the sweep its exit status

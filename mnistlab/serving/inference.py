@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from mnistlab.config import model_task
-from mnistlab.errors import ConfigError
-from mnistlab.preprocess import prepare, resolve_style
+from mnistlab.core.errors import ConfigError, first_line
+from mnistlab.data.permutation import permutation_order, permute
+from mnistlab.models.layers import normalize
+from mnistlab.serving.preprocess import prepare, resolve_style
 
 BACKENDS = ("torch", "onnx")
 ONNX_METADATA_KEY = "mnistlab"
@@ -31,7 +32,7 @@ class ModelCard:
 
     classes: list[str]
     input_shape: tuple[int, int, int]
-    preprocess: str  # mnist | fit | resize (resolved, see mnistlab.preprocess)
+    preprocess: str  # mnist | fit | resize (resolved, see mnistlab.serving.preprocess)
     permutation_seed: int | None = None  # pixels were shuffled in training (data.permute_pixels)
 
     def to_json(self) -> str:
@@ -55,24 +56,22 @@ class InferenceModel(nn.Module):
         self.register_buffer("mean", mean.detach().clone())
         self.register_buffer("inv_std", inv_std.detach().clone())
         order = None
-        if card.permutation_seed is not None:  # imported here: mnistlab.data brings Lightning
-            from mnistlab.data.base import permutation_order
-
+        if card.permutation_seed is not None:
             _, height, width = card.input_shape
             order = permutation_order(height * width, card.permutation_seed)
         self.register_buffer("order", order, persistent=False)
 
     def forward(self, images: Tensor) -> Tensor:
         if self.order is not None:
-            from mnistlab.data.base import permute
-
             images = permute(images, self.order)
-        return self.net((images - self.mean) * self.inv_std).float().softmax(dim=1)
+        return self.net(normalize(images, self.mean, self.inv_std)).float().softmax(dim=1)
 
 
 def card_from_checkpoint(checkpoint: dict[str, Any], style: str = "auto") -> ModelCard:
+    from mnistlab.tasks.checkpoint import stored_data
+
     hparams = checkpoint["hyper_parameters"]
-    data = checkpoint.get("mnistlab", {}).get("config", {}).get("data", {})
+    data = stored_data(checkpoint)
     input_shape = tuple(int(n) for n in hparams["input_shape"])
     classes = [str(c) for c in (hparams.get("classes") or range(int(hparams["num_classes"])))]
     permuted = bool(data.get("permute_pixels", False))
@@ -85,10 +84,11 @@ def card_from_checkpoint(checkpoint: dict[str, Any], style: str = "auto") -> Mod
 
 
 def load_inference_model(ckpt_path: str, style: str = "auto") -> tuple[InferenceModel, ModelCard]:
-    from mnistlab.module import load_checkpoint
+    from mnistlab.models import model_task
+    from mnistlab.tasks.checkpoint import load_task
 
-    classifier, checkpoint = load_checkpoint(ckpt_path)
-    if model_task(checkpoint["hyper_parameters"]["model"]["_target_"]) != "classification":
+    classifier, checkpoint = load_task(ckpt_path)
+    if model_task(checkpoint["hyper_parameters"]["model"]["name"]) != "classification":
         raise ConfigError(f"ckpt_path={ckpt_path} holds a detection model; predict, serve and export take classifiers")
     card = card_from_checkpoint(checkpoint, style)
     model = InferenceModel(classifier.net, classifier.mean, classifier.inv_std, card)
@@ -118,11 +118,16 @@ class OnnxBackend:
         try:
             self.session = ort.InferenceSession(onnx_path, options, providers=["CPUExecutionProvider"])
         except Exception as err:
-            raise ConfigError(f"onnx_path={onnx_path} is not a readable ONNX model ({str(err)[:200]})") from None
+            raise ConfigError(f"onnx_path={onnx_path} is not a readable ONNX model ({first_line(err)})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         if ONNX_METADATA_KEY not in metadata:
             raise ConfigError(f"onnx_path={onnx_path} was not exported by mnistlab (no '{ONNX_METADATA_KEY}' metadata)")
-        card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])  # preprocess resolved at export time
+        try:
+            card = ModelCard.from_json(metadata[ONNX_METADATA_KEY])  # preprocess resolved at export time
+        except (ValueError, TypeError, KeyError) as err:
+            raise ConfigError(
+                f"onnx_path={onnx_path} has malformed '{ONNX_METADATA_KEY}' metadata ({first_line(err)})"
+            ) from None
         if style != "auto":
             card = replace(card, preprocess=resolve_style(style, None, card.input_shape))
         self.card = card
@@ -170,8 +175,6 @@ class Predictor:
         if backend not in BACKENDS:
             raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
         if backend == "torch":
-            if not ckpt_path:
-                raise ConfigError("ckpt_path is required: the checkpoint to predict with, e.g. ckpt_path=…/best.ckpt")
             self.backend: TorchBackend | OnnxBackend = TorchBackend(ckpt_path, preprocess)
         else:
             if not onnx_path and not ckpt_path:

@@ -14,13 +14,14 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from mnistlab.analysis.figures import pyplot, save_figure, tensorboard_writers
+from mnistlab.core.errors import first_line
+
 log = logging.getLogger("mnistlab.diagnostics")
 
 
 def _tensorboards(trainer: L.Trainer) -> list[Any]:
-    if not trainer.is_global_zero:
-        return []
-    return [lg.experiment for lg in trainer.loggers if hasattr(lg.experiment, "add_image")]
+    return tensorboard_writers(trainer.loggers) if trainer.is_global_zero else []
 
 
 def _grid(images: Tensor, nrow: int = 8) -> Tensor:
@@ -31,7 +32,7 @@ def _grid(images: Tensor, nrow: int = 8) -> Tensor:
 
 class SanityChecks(L.Callback):
     """Start of training: the first batch's shape and value range, and the initial loss against ln(C) — a
-    freshly initialized classifier should be about uniformly unsure (seed 003's check). Off by more than
+    freshly initialized classifier should be about uniformly unsure. Off by more than
     ``tolerance`` gives a warning: a bug in the data, the labels or the init. Values go to metrics.json."""
 
     def __init__(self, tolerance: float = 0.2) -> None:
@@ -96,20 +97,13 @@ class ClassDistribution(L.Callback):
         tbs = _tensorboards(trainer)
         if not splits or not tbs:
             return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        figure, axes = plt.subplots(1, len(splits), figsize=(4 * len(splits), 3), squeeze=False)
+        figure, axes = pyplot().subplots(1, len(splits), figsize=(4 * len(splits), 3), squeeze=False)
         for ax, (name, (_, labels)) in zip(axes.flat, splits.items(), strict=True):
             counts = torch.bincount(labels.cpu(), minlength=pl_module.hparams.num_classes)
             ax.bar(range(len(counts)), counts.tolist())
             ax.set_title(f"{name} ({len(labels)})")
         figure.tight_layout()
-        for tb in tbs:
-            tb.add_figure("data/class_distribution", figure, global_step=0)
-        plt.close(figure)
+        save_figure(figure, None, "data/class_distribution", tbs)
 
 
 def _convs(module: nn.Module) -> list[nn.Conv2d]:
@@ -138,7 +132,7 @@ class FeatureMaps(L.Callback):
         if not isinstance(features, nn.Sequential) or "val" not in splits or not tbs:
             return
         image = splits["val"][0][:1].to(pl_module.device).float() / 255
-        x = (image - pl_module.mean) * pl_module.inv_std
+        x = pl_module.normalize(image)
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
@@ -193,6 +187,6 @@ class ModelGraph(L.Callback):
                 for tb in tbs:
                     tb.add_graph(pl_module.net, example)
         except Exception as err:  # tracing is best effort: some ops do not trace
-            log.warning("model graph not logged: %s", str(err).splitlines()[0] if str(err) else type(err).__name__)
+            log.warning("model graph not logged: %s", first_line(err))
         finally:
             pl_module.train(was_training)

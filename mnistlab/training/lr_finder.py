@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.loggers import TensorBoardLogger
+
+from mnistlab.analysis.figures import save_figure, tensorboard_writers
 
 
 def find_lr(
@@ -17,10 +18,6 @@ def find_lr(
     ``configure_optimizers`` reads ``model.lr``, so the suggestion reaches the optimizer (a Hydra partial
     alone would keep its own lr and silently ignore it).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from lightning.pytorch.tuner import Tuner
 
     finder = Tuner(trainer).lr_find(
@@ -38,9 +35,5 @@ def find_lr(
         return None
     suggestion = finder.suggestion()
     figure = finder.plot(suggest=True)
-    figure.savefig(out_dir / "lr_find.png", dpi=100)
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.experiment.add_figure("lr_find", figure, global_step=0)
-    plt.close(figure)
+    save_figure(figure, out_dir / "lr_find.png", "lr_find", tensorboard_writers(trainer.loggers), dpi=100)
     return suggestion

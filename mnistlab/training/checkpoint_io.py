@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from mnistlab.results import atomic_write
+from mnistlab.core.files import atomic_write
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

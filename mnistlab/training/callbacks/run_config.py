@@ -1,4 +1,5 @@
-"""Stores the run's resolved config inside every checkpoint, so a checkpoint alone can be re-tested."""
+"""Stores the run's resolved config inside every checkpoint, so a checkpoint alone can be re-tested (its
+``data`` section is read back as plain values; the rest is a record of the run)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import lightning as L
 
-CHECKPOINT_KEY = "mnistlab"
+from mnistlab.tasks.checkpoint import RUN_CONFIG_KEY
 
 
 class StoreRunConfig(L.Callback):
@@ -16,4 +17,4 @@ class StoreRunConfig(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         from mnistlab import __version__
 
-        checkpoint[CHECKPOINT_KEY] = {"config": self.config, "version": __version__}
+        checkpoint[RUN_CONFIG_KEY] = {"config": self.config, "version": __version__}

@@ -1,6 +1,6 @@
 """Turn a real image (a photo, a scan, a canvas drawing) into what the model was trained on.
 
-Predictions on drawn digits are right only when the input looks like MNIST (seeds 000 and 001): white ink on
+Predictions on drawn digits are right only when the input looks like MNIST: white ink on
 black, the digit scaled into a 20×20 box, padded to 28×28 and placed by its center of mass. ``predict``,
 ``serve`` and the browser page all go through :func:`prepare`, so the three see the same 28×28 input.
 
@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.ndimage import center_of_mass  # (row, column) of the intensity-weighted mean, in pixel indices
 
-from mnistlab.errors import DataError
+from mnistlab.core.errors import DataError
 
 STYLES = ("auto", "mnist", "fit", "resize")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")

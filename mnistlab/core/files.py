@@ -1,4 +1,4 @@
-"""Run results on disk: metrics.json, written atomically so that a kill never leaves half a file."""
+"""Run results on disk: files written atomically so that a kill never leaves half a file, and metrics.json."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The HTTP API around a :class:`~mnistlab.inference.Predictor` (FastAPI), and the drawing page.
+"""The HTTP API around a :class:`~mnistlab.serving.inference.Predictor` (FastAPI), and the drawing page.
 
 - ``POST /api/v1/predict``: multipart field ``file`` → ``label``, ``probabilities``, ``top3`` and ``input``
   (the 28×28 image the model saw, after MNIST-style preprocessing).
@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mnistlab.inference import Predictor
-from mnistlab.preprocess import DEFAULT_MAX_PIXELS, BadImageError, open_image
+from mnistlab.serving.inference import Predictor
+from mnistlab.serving.preprocess import DEFAULT_MAX_PIXELS, BadImageError, open_image
 
 MB = 1024 * 1024
 
@@ -73,7 +73,7 @@ class BodySizeLimit:
 
 
 def drawing_page() -> str:
-    return files("mnistlab").joinpath("static/index.html").read_text(encoding="utf-8")
+    return files("mnistlab.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
 def create_app(
