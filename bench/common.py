@@ -40,7 +40,7 @@ def train_val_tensors(val_size: int = 5000, seed: int = 42) -> tuple[torch.Tenso
 
 
 def seed_cnn() -> nn.Module:
-    """The CNN of the issue's table as a user writes it (NCHW, conv biases kept)."""
+    """The CNN of the benchmark as a user writes it (NCHW, conv biases kept)."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1),
         nn.BatchNorm2d(32),

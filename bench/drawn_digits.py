@@ -33,7 +33,7 @@ def canvases(images: np.ndarray, seed: int = 0) -> list[Image.Image]:
 
 
 def seed_style(canvas: Image.Image) -> np.ndarray:
-    """Seed 001's Streamlit front end: invert, resize the whole drawing to 28×28."""
+    """A typical Streamlit front end: invert, resize the whole drawing to 28×28."""
     inverted = 255 - np.asarray(canvas.resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float32)
     return (inverted / 255)[None]
 

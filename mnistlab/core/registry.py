@@ -17,17 +17,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """``register(name)`` as a decorator; ``get(name)`` with an error listing the choices."""
 
-    def __init__(self, kind: str, key: str, populate: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, key: str) -> None:
         self.kind, self.key = kind, key  # e.g. "model", "model.name": what the error message names
         self._entries: dict[str, T] = {}
         self._meta: dict[str, dict[str, Any]] = {}
-        self._populate = populate  # imports our own modules that register entries, on first look-up
-
-    def _ready(self) -> dict[str, T]:
-        if self._populate is not None:
-            populate, self._populate = self._populate, None
-            populate()
-        return self._entries
 
     def register(self, name: str, **meta: Any) -> Callable[[T], T]:
         def add(obj: T) -> T:
@@ -43,7 +36,7 @@ class Registry(Generic[T]):
         self._meta[name] = meta
 
     def get(self, name: Any) -> T:
-        if not isinstance(name, str) or name not in self._ready():
+        if not isinstance(name, str) or name not in self._entries:
             raise ConfigError(f"{self.key}={name!r} is not a registered {self.kind}; choose one of {', '.join(self)}")
         return self._entries[name]
 
@@ -52,7 +45,7 @@ class Registry(Generic[T]):
         return self._meta[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._ready()
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._ready()))
+        return iter(sorted(self._entries))

@@ -1,7 +1,7 @@
 """Datasets as in-memory DataModules, registered by name (``DATASETS``, ``create_datamodule``); index splits,
 the batch-slicing loader and device-side augmentation. Nothing here knows a model, a task or a command.
 
-Light to import: the DataModules (which bring Lightning) load when a dataset is first looked up or named.
+Light to import: the DataModules (which bring Lightning) load when one of them, or the catalog, is first named.
 """
 
 from mnistlab.core.lazy import lazy_exports
@@ -13,8 +13,8 @@ _WHERE = {
     "MNISTDataModule": "mnist",
     "FashionMNISTDataModule": "mnist",
     "TinyImageNetDataModule": "tiny_imagenet",
-    "DATASETS": "registry",
-    "create_datamodule": "registry",
+    "DATASETS": "catalog",
+    "create_datamodule": "catalog",
     "register_dataset": "registry",
 }
 __all__ = sorted(_WHERE)

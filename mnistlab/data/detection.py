@@ -1,4 +1,4 @@
-"""MNIST digits scattered on canvases, with their boxes: the data of seed 002's CNN vs Faster R-CNN.
+"""MNIST digits scattered on canvases, with their boxes: the data of the CNN vs Faster R-CNN comparison.
 
 Canvases are composed once from the IDX files (train digits for the train and val canvases, test digits for
 the test canvases), seeded, and cached under ``<data_dir>/mnist_detection/``; later runs load them in a second.

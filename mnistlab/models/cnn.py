@@ -1,4 +1,4 @@
-"""Plain CNN: conv blocks then a fully connected head (seeds 000, 002, 004)."""
+"""Plain CNN: conv blocks then a fully connected head."""
 
 from __future__ import annotations
 

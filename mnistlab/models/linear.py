@@ -1,4 +1,4 @@
-"""Softmax regression: one linear layer on the flattened image (seed 000, day 4)."""
+"""Softmax regression: one linear layer on the flattened image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ResNet of basic blocks with Dropout2d inside each block (seed 003)."""
+"""ResNet of basic blocks with Dropout2d inside each block (the Tiny-ImageNet study)."""
 
 from __future__ import annotations
 

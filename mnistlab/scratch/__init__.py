@@ -1,1 +1,1 @@
-"""Seed 000, day 4: classifiers in NumPy alone, forward and backward written by hand."""
+"""Classifiers in NumPy alone, forward and backward written by hand."""

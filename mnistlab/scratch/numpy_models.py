@@ -1,8 +1,7 @@
 """Softmax regression and a one-hidden-layer MLP in NumPy, with hand-written gradients.
 
 The gradient of the mean cross-entropy with respect to the logits is ``(softmax(z) - onehot(y)) / n``: in
-code, ``dz = p; dz[range(n), y] -= 1; dz /= n`` (seed 000's ``dz[target] -= 1``). Everything else is the
-chain rule through matrix products.
+code, ``dz = p; dz[range(n), y] -= 1; dz /= n``. Everything else is the chain rule through matrix products.
 """
 
 from __future__ import annotations
