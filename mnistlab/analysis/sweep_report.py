@@ -101,26 +101,8 @@ def write_report(sweep_dir: Path) -> Path:
     ranked = sorted(completed(runs), key=lambda r: -float(r["metrics"][RANK_BY]))
     failed = [r for r in runs if r not in ranked]
     columns = [(k, t) for k, t in COLUMNS if k not in OPTIONAL_COLUMNS or any(k in r["metrics"] for r in runs)]
-
-    with open(sweep_dir / "runs.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"])
-        for rank, run in enumerate(ranked + failed, start=1):
-            m = run["metrics"]
-            writer.writerow(
-                [
-                    rank if run in ranked else "",
-                    run["job"],
-                    m.get("status"),
-                    *(m.get("hparams", {}).get(f) for f in factors),
-                    *(m.get(k) for k, _ in columns),
-                    m.get("reason", ""),
-                ]
-            )
-
+    _write_csv(sweep_dir / "runs.csv", ranked, failed, factors, columns)
     effects = main_effects(runs, factors)
-    seeds = seed_groups(runs, factors)
-    plots = _plots(sweep_dir, effects, ranked)
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
@@ -132,16 +114,35 @@ def write_report(sweep_dir: Path) -> Path:
     ]
     for rank, run in enumerate(ranked, start=1):
         m = run["metrics"]
-        cells = [
-            str(rank),
-            run["job"],
-            *(_fmt(m["hparams"].get(f)) for f in factors),
-            *(_fmt(m.get(k)) for k, _ in columns),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells = [str(rank), run["job"], *(_fmt(m["hparams"].get(f)) for f in factors)]
+        lines.append("| " + " | ".join([*cells, *(_fmt(m.get(k)) for k, _ in columns)]) + " |")
     if failed:
         lines += ["", "## Failed runs", "", "| job | overrides | reason |", "|---|---|---|"]
         lines += [f"| {r['job']} | {' '.join(r['overrides'])} | {r['metrics'].get('reason', '')} |" for r in failed]
+    lines += _effect_sections(effects, seed_groups(runs, factors))
+    for title, name in _plots(sweep_dir, effects, ranked):
+        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    report = sweep_dir / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list[str], columns: list) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"])
+        for rank, run in enumerate(ranked + failed, start=1):
+            m = run["metrics"]
+            hparams = [m.get("hparams", {}).get(f) for f in factors]
+            values = [m.get(k) for k, _ in columns]
+            writer.writerow(
+                [rank if run in ranked else "", run["job"], m.get("status"), *hparams, *values, m.get("reason", "")]
+            )
+
+
+def _effect_sections(effects: dict[str, list[dict]], seeds: list[dict[str, Any]]) -> list[str]:
+    """Markdown of the main effects and of the seed (or fold) variance, where there are any."""
+    lines: list[str] = []
     if effects:
         lines += [
             "",
@@ -156,22 +157,13 @@ def write_report(sweep_dir: Path) -> Path:
                 for e in levels
             ]
     if seeds:
-        lines += [
-            "",
-            "## Seed and fold variance (mean ± sd over the replicates)",
-            "",
-            "| configuration | runs | val acc best | test acc |",
-            "|---|---|---|---|",
-        ]
+        lines += ["", "## Seed and fold variance (mean ± sd over the replicates)", ""]
+        lines += ["| configuration | runs | val acc best | test acc |", "|---|---|---|---|"]
         for row in seeds:
             config = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "(all the same)"
             cells = [f"{row[k][0]:.4f} ± {row[k][1]:.4f}" if row[k] else "—" for k in ("val/acc_best", "test/acc")]
             lines.append(f"| {config} | {row['n']} | {cells[0]} | {cells[1]} |")
-    for title, name in plots:
-        lines += ["", f"## {title}", "", f"![{title}]({name})"]
-    report = sweep_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+    return lines
 
 
 def _plots(sweep_dir: Path, effects: dict[str, list[dict]], ranked: list[dict[str, Any]]) -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""Lightning's LR finder, with its plot kept and its suggestion applied (lightning-hydra-template dropped it for lack of both)."""
+"""Lightning's LR finder, with its plot kept and its suggestion applied (lightning-hydra-template dropped it)."""
 
 from __future__ import annotations
 
