@@ -10,7 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mnistlab.core.config import CONFIG_DIR, check_group_choices, expand_resume
+from mnistlab.core.config import CONFIG_DIR, check_group_choices, expand_resume, refuse_busy_dirs
 from mnistlab.core.errors import run_command
 
 
@@ -24,4 +24,5 @@ def main(cfg: DictConfig) -> float | None:
 if __name__ == "__main__":
     sys.argv = expand_resume(sys.argv)
     check_group_choices(sys.argv[1:])
+    refuse_busy_dirs(sys.argv[1:])
     main()

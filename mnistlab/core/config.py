@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mnistlab.core.errors import exit_with, first_line
+from mnistlab.core.files import dir_busy
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(ROOT / "conf")
 # what makes an override more than a value: Hydra's instantiation keys and interpolations
 CODE_MARKERS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_", "${")
+RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
+BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
 
 if not OmegaConf.has_resolver("mnistlab_root"):
     OmegaConf.register_new_resolver("mnistlab_root", lambda: str(ROOT))
@@ -65,8 +69,9 @@ def saved_overrides(run_dir: Path) -> list[str]:
 
 def expand_resume(argv: list[str]) -> list[str]:
     """``resume=<run dir>`` → the run's own overrides, then the new ones, in the same run dir, from its
-    ``checkpoints/last.ckpt``. Hydra then composes the same config again (later overrides win) and writes
-    the combined overrides back, so a run can be resumed any number of times."""
+    ``checkpoints/last.ckpt`` (``resume`` stays set: the pipeline restores the whole trainer state). Hydra
+    then composes the same config again (later overrides win) and writes the combined overrides back, so a
+    run can be resumed any number of times."""
     resume = [a for a in argv if a.startswith("resume=")]
     if not resume:
         return argv
@@ -81,4 +86,46 @@ def expand_resume(argv: list[str]) -> list[str]:
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
     saved = [o for o in saved_overrides(run_dir) if not o.startswith(dropped)]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
-    return [argv[0], *saved, *new, f"ckpt_path={last.resolve()}", f"hydra.run.dir={run_dir.resolve()}"]
+    busy = dir_busy(run_dir)
+    if busy:
+        exit_with(busy)
+    keep_run_config(run_dir)
+    run = run_dir.resolve()
+    return [argv[0], *saved, *new, f"resume={run}", f"ckpt_path={last.resolve()}", f"hydra.run.dir={run}"]
+
+
+def keep_run_config(run_dir: Path) -> None:
+    """Copy the run's .hydra files aside before Hydra rewrites them for a resume (see ``settle_run_config``)."""
+    hydra_dir = Path(run_dir) / ".hydra"
+    keep = hydra_dir / BEFORE_RESUME
+    if keep.is_dir():  # left by a resume that died before it could settle: that copy is the good one
+        return
+    keep.mkdir()
+    for name in RUN_CONFIG_FILES:
+        if (hydra_dir / name).is_file():
+            shutil.copy2(hydra_dir / name, keep / name)
+
+
+def settle_run_config(run_dir: Path, started: bool) -> None:
+    """A resumed run that started cleanly keeps Hydra's new files; one that failed before gets its old ones
+    back, so a bad override is never saved into the run for good."""
+    hydra_dir = Path(run_dir) / ".hydra"
+    keep = hydra_dir / BEFORE_RESUME
+    if not keep.is_dir():
+        return
+    if not started:
+        for saved in keep.iterdir():
+            shutil.copy2(saved, hydra_dir / saved.name)
+    shutil.rmtree(keep, ignore_errors=True)
+
+
+def refuse_busy_dirs(argv: list[str]) -> None:
+    """Before Hydra writes anything into a run or sweep dir: one line when another process is writing there
+    (a sweep with skip_completed=true shares its dir by design)."""
+    sharing = "skip_completed=true" in argv
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "hydra.run.dir" or (key == "hydra.sweep.dir" and not sharing):
+            busy = dir_busy(Path(value))
+            if busy:
+                exit_with(busy)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
@@ -23,6 +26,39 @@ class DataError(MnistlabError):
 
 class LossDivergedError(MnistlabError):
     """The training loss became NaN or infinite: the run is stopped at once."""
+
+
+class BusyError(MnistlabError):
+    """Another process writes into the same run or sweep dir."""
+
+
+class Interrupted(BaseException):
+    """SIGTERM (docker stop, timeout, SLURM preemption) or SIGINT (Ctrl-C) arrived: the run records how far it
+    got and the process exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGINT raise :class:`Interrupted` (Lightning's own SIGTERM handling is
+    chained before it during fit, and its KeyboardInterrupt handling would exit with status 1 and no record)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def first_line(err: BaseException, limit: int = 200) -> str:
@@ -49,9 +85,13 @@ def exit_with(message: object) -> NoReturn:
 
 
 def run_command(action: Callable[[], T]) -> T:
-    """Run a command's body: a user error ends it with one line and exit status 2; a bug keeps its traceback."""
+    """Run a command's body: a user error ends it with one line and exit status 2, a signal with exit status
+    128 + its number; a bug keeps its traceback."""
     try:
         return action()
+    except Interrupted as stop:
+        print(f"interrupted by {stop.name}", file=sys.stderr)
+        raise SystemExit(128 + stop.signum) from None
     except Exception as raised:
         err = user_error(raised)
         if err is None:

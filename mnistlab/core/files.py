@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import socket
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from mnistlab.core.errors import BusyError
+
 METRICS_FILE = "metrics.json"
+LOCK_FILE = ".mnistlab.lock"
 
 
 def _read_umask() -> int:
@@ -41,10 +47,108 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], check: Callable
         raise
 
 
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(data: Any, indent: int | None = 2) -> str:
+    """Valid JSON, always: non-finite numbers become null."""
+    return json.dumps(finite(data), indent=indent, allow_nan=False)
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
+    atomic_write(path, lambda f: f.write((to_json(data) + "\n").encode()))
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """A run's metrics.json; None when there is none; a record with status ``unreadable`` when it is corrupt
+    (so that bookkeeping treats the run as not completed and says why)."""
     path = Path(run_dir) / METRICS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        return {"status": "unreadable", "reason": f"{path} is not readable JSON ({type(err).__name__})"}
+    if not isinstance(record, dict):
+        return {"status": "unreadable", "reason": f"{path} does not hold a JSON object"}
+    return record
+
+
+def _holder(lock: Path) -> dict[str, Any] | None:
+    """Who holds ``lock``, or None when nobody does (no file, or a process of this host that is gone)."""
+    try:
+        owner = json.loads(lock.read_text())
+        pid, host = int(owner["pid"]), str(owner["host"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a lock file cut short by a kill: nobody can hold it
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None  # stale: the process is gone
+        except PermissionError:
+            pass  # alive, another user's
+    return owner
+
+
+def dir_busy(directory: Path) -> str | None:
+    """One line saying who writes into ``directory``, or None when nobody else does."""
+    lock = Path(directory) / LOCK_FILE
+    owner = _holder(lock)
+    if owner is None or (owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()):
+        return None
+    return (
+        f"{directory} is in use by process {owner['pid']} on {owner['host']}; wait for it, choose another dir, "
+        f"or delete {lock} if that process no longer runs"
+    )
+
+
+def acquire_dir(directory: Path) -> bool:
+    """Hold ``directory`` for this process; a second writer gets :class:`BusyError` at once, and a lock whose
+    process died (on this host) is taken over. False when this process held it already (nothing to release)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / LOCK_FILE
+    for _ in range(3):
+        busy = dir_busy(directory)
+        if busy:
+            raise BusyError(busy)
+        if _holder(lock) is not None:
+            return False  # held by this very process
+        lock.unlink(missing_ok=True)  # stale, or cut short
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            continue  # another process took it between the check and the creation: check again
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+        return True
+    raise BusyError(dir_busy(directory) or f"{directory} is being taken by another process; try again")
+
+
+def release_dir(directory: Path) -> None:
+    lock = Path(directory) / LOCK_FILE
+    owner = _holder(lock)
+    if owner is not None and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname():
+        lock.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def dir_lock(directory: Path) -> Iterator[None]:
+    """``acquire_dir`` for the block."""
+    taken = acquire_dir(directory)
+    try:
+        yield
+    finally:
+        if taken:
+            release_dir(directory)

@@ -156,12 +156,37 @@ class InMemoryDataModule(L.LightningDataModule):
 
     def _read_and_split(self) -> tuple[dict[str, Split], list[float], list[float]]:
         """Splits (pixels permuted when asked) and the train split's per-channel statistics."""
-        splits = make_splits(self.read_official(), self.val_size, self.test_size, self.seed, self.num_folds, self.fold)
+        official = self.read_official()
+        for name, split in official.items():
+            self.check_split(name, *split)
+        splits = make_splits(official, self.val_size, self.test_size, self.seed, self.num_folds, self.fold)
         if self.permute_pixels:
             _, _, height, width = splits["train"][0].shape
             order = permutation_order(height * width, self.permutation_seed)
             splits = {name: (permute(images, order), labels) for name, (images, labels) in splits.items()}
         return (splits, *channel_stats(splits["train"][0]))
+
+    def describe(self, split: str) -> str:
+        """Where a split comes from, for error messages (datasets read from files name them)."""
+        return f"the {split} split of {type(self).__name__}"
+
+    def check_split(self, split: str, images: Tensor, labels: Tensor) -> None:
+        """Shapes and labels checked when the data is read, not after a whole training."""
+        if images.ndim != 4 or tuple(images.shape[1:]) != tuple(self.input_shape):
+            raise DataError(
+                f"{self.describe(split)} holds images of shape {tuple(images.shape[1:])}, "
+                f"not {tuple(self.input_shape)}; every split must have the same image size"
+            )
+        if len(labels) != len(images):
+            raise DataError(f"{self.describe(split)} has {len(images)} images but {len(labels)} labels")
+        if labels.ndim == 1 and len(labels):
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= self.num_classes:
+                bad = low if low < 0 else high
+                raise DataError(
+                    f"{self.describe(split)} has label {bad}, outside 0..{self.num_classes - 1} "
+                    f"({self.num_classes} classes); replace the file with the original"
+                )
 
     def class_labels(self, split: str) -> Tensor:
         """The class label of every sample of a split (for baselines and reports)."""

@@ -97,6 +97,11 @@ class MNISTDataModule(InMemoryDataModule):
     def cache_key(self) -> tuple:
         return (self.raw_dir, _stamp(self.raw_dir, "train"), _stamp(self.raw_dir, "test"))
 
+    def describe(self, split: str) -> str:
+        if split not in FILES:
+            return super().describe(split)
+        return ", ".join(str(_find(self.raw_dir, name) or self.raw_dir / name) for name in FILES[split])
+
     def read_official(self) -> dict[str, tuple[Tensor, Tensor]]:
         return {"train": load_split(self.raw_dir, "train"), "test": load_split(self.raw_dir, "test")}
 

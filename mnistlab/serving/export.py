@@ -78,7 +78,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
 
     def check(path: Path) -> None:
         result["max_abs_diff"] = difference = float(np.abs(run_exported(path, cfg.format, batch) - expected).max())
-        if difference > float(cfg.tolerance):
+        if not difference <= float(cfg.tolerance):  # NaN fails too
             raise MnistlabError(
                 f"the {cfg.format} export differs from the checkpoint by {difference:.2e} (> tolerance={cfg.tolerance})"
             )

@@ -6,12 +6,12 @@ An unreadable image is reported on its own line and the others are still predict
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.files import to_json
 from mnistlab.serving.inference import Predictor
 from mnistlab.serving.preprocess import BadImageError, image_files, open_image
 
@@ -36,7 +36,7 @@ def predict_files(cfg: DictConfig) -> list[dict[str, Any]]:
     for result, prediction in zip(good, predictor.predict_arrays(arrays), strict=True):
         result.update(prediction.to_dict())
     if cfg.output == "json":
-        print(json.dumps(results, indent=2))
+        print(to_json(results))
     else:
         width = max(len(r["file"]) for r in results)
         for r in results:

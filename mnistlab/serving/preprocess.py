@@ -93,6 +93,8 @@ def to_gray(image: Image.Image) -> np.ndarray:
         return gray * alpha + background * (1 - alpha)
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise BadImageError("the image has pixels that are not finite numbers (NaN or infinity)")
         span = float(values.max() - values.min())
         return (values - values.min()) / span if span > 0 else np.zeros_like(values)
     return np.asarray(image.convert("L"), dtype=np.float32) / 255

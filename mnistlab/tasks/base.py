@@ -8,6 +8,7 @@ loss and which metrics it keeps. Every constructor argument is a plain value, so
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -21,6 +22,9 @@ from mnistlab.core.fields import check
 from mnistlab.models import create_model
 from mnistlab.models.layers import normalize
 from mnistlab.tasks.optim import build_optimizer, build_scheduler
+
+log = logging.getLogger("mnistlab.train")
+LENGTH_SETTINGS = ("total_steps", "T_max")  # scheduler arguments filled in from the run's length
 
 
 class ImageTask(L.LightningModule):
@@ -88,6 +92,33 @@ class ImageTask(L.LightningModule):
     def on_train_start(self) -> None:
         if self.trainer.current_epoch == 0:  # the sanity check's validation must not count as a best
             self.val_acc_best.reset()
+        if self.trainer.ckpt_path:  # resumed: the restored schedule may be for another number of epochs
+            self._fit_schedules_to_run()
+
+    def _run_length(self, interval: str) -> int:
+        return self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+
+    def _fit_schedules_to_run(self) -> None:
+        """A resumed run extended to more epochs (or cut to fewer): schedules whose length came from the run
+        (one-cycle, cosine) are rebuilt for the new length and continue from the step reached."""
+        settings = self.hparams.scheduler or {}
+        for config in self.trainer.lr_scheduler_configs:
+            old = config.scheduler
+            attr = next((a for a in LENGTH_SETTINGS if hasattr(old, a) and settings.get(a) is None), None)
+            if attr is None or getattr(old, attr) == self._run_length(config.interval):
+                continue
+            fresh = build_scheduler(old.optimizer, settings, self.lr, self._run_length)["scheduler"]
+            fresh.last_epoch, fresh._step_count = old.last_epoch - 1, old._step_count - 1
+            fresh.step()  # the learning rate of the step reached, on the new schedule
+            config.scheduler = fresh
+            log.info(
+                "resumed with trainer.max_epochs=%s: the %s schedule now spans %s %ss (was %s)",
+                self.trainer.max_epochs,
+                settings.get("name"),
+                getattr(fresh, attr),
+                config.interval,
+                getattr(old, attr),
+            )
 
     def on_train_epoch_start(self) -> None:
         self._loss_window = torch.zeros((), device=self.device)
@@ -137,9 +168,5 @@ class ImageTask(L.LightningModule):
     def configure_optimizers(self) -> Any:
         """The optimizer and scheduler named in the config, with ``self.lr`` as the learning rate."""
         optimizer = build_optimizer(list(self.parameters()), self.hparams.optim, self.lr)
-
-        def total(interval: str) -> int:
-            return self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
-
-        scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.lr, total)
+        scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.lr, self._run_length)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -104,6 +104,7 @@ def read_checkpoint(path: Any) -> dict[str, Any]:
     run = checkpoint.get(RUN_CONFIG_KEY)
     if run is not None and not (isinstance(run, dict) and isinstance(run.get("config", {}), dict)):
         raise ConfigError(f"ckpt_path={path} has a malformed '{RUN_CONFIG_KEY}' entry")
+    check_finite(checkpoint["state_dict"], path)
     _upgrade(checkpoint)
     for where, value in (
         ("hyper_parameters", checkpoint["hyper_parameters"]),
@@ -115,6 +116,18 @@ def read_checkpoint(path: Any) -> dict[str, Any]:
                 f"ckpt_path={path} is refused: {found} asks for code to be run; checkpoints hold names and values only"
             )
     return checkpoint
+
+
+def check_finite(state_dict: Any, path: Any) -> None:
+    """Weights that are NaN or infinite cannot predict anything: refuse them when the checkpoint is read."""
+    if not isinstance(state_dict, dict):
+        raise ConfigError(f"ckpt_path={path} has a malformed state_dict")
+    for key, value in state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ConfigError(
+                f"ckpt_path={path} holds weights that are not finite numbers ({key}): the run diverged; "
+                "use an earlier checkpoint"
+            )
 
 
 def stored_data(checkpoint: dict[str, Any]) -> dict[str, Any]:

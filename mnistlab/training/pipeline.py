@@ -13,8 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mnistlab.core.config import to_plain
-from mnistlab.core.errors import user_error
+from mnistlab.core.config import settle_run_config, to_plain
+from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
 from mnistlab.core.files import METRICS_FILE, read_metrics, write_json_atomic
 
@@ -42,7 +42,7 @@ def instantiate_all(section: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (section or {}).values() if c and c.get("_target_")]
 
 
-def build_callbacks(cfg: DictConfig) -> list[Any]:
+def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
     from mnistlab.training.callbacks import EpochSeed, RunStats, StoreRunConfig
 
     callbacks = instantiate_all(cfg.callbacks)
@@ -50,10 +50,10 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
         from lightning.pytorch.callbacks import ProgressBar
 
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    return [*callbacks, RunStats(), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
+    return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 
-def build_run(cfg: DictConfig) -> Run:
+def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
     """The data (set up: the task needs its input shape, classes and train statistics), the task with the
     registered model, the loggers and the trainer."""
     from hydra.utils import instantiate
@@ -79,11 +79,23 @@ def build_run(cfg: DictConfig) -> Run:
         channels_last=bool(cfg.speed.channels_last),
         compile=bool(cfg.speed.compile),
     )
+    if cfg.ckpt_path and not cfg.resume:
+        load_weights(module, str(cfg.ckpt_path))
     loggers = instantiate_all(cfg.logger)
-    callbacks = build_callbacks(cfg)
+    callbacks = build_callbacks(cfg, progress)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     run_stats = next(c for c in callbacks if isinstance(c, RunStats))
     return Run(cfg, Path(cfg.paths.output_dir), datamodule, module, trainer, loggers, run_stats)
+
+
+def load_weights(module: Any, ckpt_path: str) -> None:
+    """Fine-tuning: the network's weights from a checkpoint; optimizer, schedule, epoch counter, best score and
+    the normalization statistics stay those of the new run."""
+    from mnistlab.tasks.checkpoint import read_checkpoint
+
+    state = read_checkpoint(ckpt_path)["state_dict"]
+    module.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    log.info("fine-tuning from the weights of %s (fresh optimizer, schedule and epoch counter)", ckpt_path)
 
 
 def fit(run: Run, record: dict[str, Any]) -> str | None:
@@ -100,11 +112,10 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
         record["lr_find/suggestion"] = find_lr(trainer, module, run.datamodule, cfg.tune, run.out_dir)
         log.info("LR finder suggests %s; training with lr=%s", record["lr_find/suggestion"], module.lr)
     record["hparams"] = sweep_hparams(cfg, HydraConfig.get().runtime.choices, module.lr)
-    resuming_here = bool(cfg.ckpt_path) and Path(str(cfg.ckpt_path)).resolve().is_relative_to(run.out_dir.resolve())
-    if not resuming_here:  # a resumed run keeps its first HParams session: one row per run
+    if not cfg.resume:  # a resumed run keeps its first HParams session: one row per run
         log_hparams(run.loggers, record["hparams"])
-
-    trainer.fit(module, datamodule=run.datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+    restore = str(cfg.ckpt_path) if cfg.resume else None  # a fine-tune took the weights alone (build_run)
+    trainer.fit(module, datamodule=run.datamodule, ckpt_path=restore, weights_only=True)
     record["val_curve"] = list(module.val_history)  # before testing loads the best checkpoint's history
     if module.val_history:
         record["best_epoch"] = module.val_history.index(max(module.val_history)) + 1
@@ -120,9 +131,20 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     record.update(
         params=sum(p.numel() for p in module.net.parameters()),
         lr=module.lr,
-        best_checkpoint=str(Path(best).relative_to(run.out_dir)) if best else None,
+        best_checkpoint=_relative(best, run.out_dir),
     )
     return best
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    """``path`` relative to the run dir when it lies inside, else as it is."""
+    if not path:
+        return None
+    return (
+        str(Path(path).resolve().relative_to(folder.resolve()))
+        if Path(path).resolve().is_relative_to(folder.resolve())
+        else path
+    )
 
 
 def test(run: Run, best: str | None, record: dict[str, Any]) -> None:
@@ -167,7 +189,8 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     lightning_log.propagate = True
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    run = build_run(cfg)
+    run = build_run(cfg, record)
+    settle_run_config(out_dir, started=True)
     record["status"] = "running"
     best = fit(run, record)
     if cfg.test:
@@ -190,18 +213,43 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
 def run_job(cfg: DictConfig) -> float | None:
     """A run as a job of Hydra: returns ``val/acc_best`` for sweepers (Optuna maximizes it).
 
-    In a sweep, a failed job (bad value, NaN loss, crash) is recorded in its metrics.json and the sweep goes
-    on; the SweepSummary callback counts the failures at the end. A single run raises (one line for a user
-    error, a traceback for a bug) after recording the failure.
+    The run dir is locked for the run (a second writer is refused at once; in a sweep with skip_completed=true
+    a busy job is left to the process that runs it). In a sweep, a failed job (bad value, NaN loss, crash) is
+    recorded in its metrics.json and the sweep goes on; the SweepSummary callback counts the failures at the
+    end. A single run raises (one line for a user error, a traceback for a bug) after recording the failure.
+    SIGTERM or Ctrl-C records ``interrupted`` and how far the run got, closes the sweep's books, and ends the
+    process with 128 + the signal's number.
     """
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    from mnistlab.core.errors import BusyError, Interrupted, signals_interrupt
+    from mnistlab.core.files import dir_lock
+
+    hydra = HydraConfig.get()
+    in_sweep = hydra.mode == RunMode.MULTIRUN
+    out_dir = Path(cfg.paths.output_dir)
     record: dict[str, Any] = {}
     try:
-        return train(cfg, record).get("val/acc_best")
+        with signals_interrupt(), _lock_unless_other_rank(out_dir, dir_lock):
+            return train(cfg, record).get("val/acc_best")
+    except BusyError as busy:
+        if in_sweep and cfg.skip_completed:
+            log.info("skipping %s: %s", out_dir, busy)
+            return None
+        raise
+    except Interrupted as stop:
+        settle_run_config(out_dir, started=False)
+        record_failure(cfg, record, stop, status="interrupted")
+        if in_sweep:
+            from mnistlab.core.files import release_dir
+            from mnistlab.training.sweep import summarize
+
+            summarize(Path(hydra.sweep.dir))
+            release_dir(Path(hydra.sweep.dir))
+        raise
     except Exception as raised:
+        settle_run_config(out_dir, started=False)
         err = user_error(raised)
         record_failure(cfg, record, err or raised)
         if not in_sweep:
@@ -213,11 +261,33 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
 
 
-def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException) -> None:
-    """metrics.json says ``failed``, why, and what the run had reached (rank 0 only)."""
-    # the variables Lightning reads for the global rank (not imported: a typo must fail in half a second)
-    rank = next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0")
-    if int(rank) == 0:
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        failed = {**record, "status": "failed", "reason": reason, "finished_at": time.time()}
-        write_json_atomic(Path(cfg.paths.output_dir) / METRICS_FILE, failed)
+def _global_rank() -> int:
+    """The rank Lightning will use (from the variables it reads; read here, so a typo fails in half a second)."""
+    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0"))
+
+
+def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
+    """Rank 0 holds the run dir; the other DDP ranks write nothing there of their own."""
+    import contextlib
+
+    return dir_lock(out_dir) if _global_rank() == 0 else contextlib.nullcontext()
+
+
+def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: str = "failed") -> None:
+    """metrics.json says ``failed`` (or ``interrupted``), why, and what the run had reached (rank 0 only). A
+    completed record is never replaced: a failed resume or fine-tune of a finished run keeps its results."""
+    if _global_rank() != 0:
+        return
+    out_dir = Path(cfg.paths.output_dir)
+    previous = read_metrics(out_dir)
+    if previous and previous.get("status") == "completed" and record.get("status") != "completed":
+        log.error("%s: %s; its completed metrics.json is kept", status, first_line(err))
+        return
+    reason = f"{type(err).__name__}: {err}".splitlines()[0]
+    if status == "interrupted":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        reason = f"{err} after {record.get('epochs', 0)} finished epochs"
+        record["resume_with"] = f"resume={out_dir}" if last.is_file() else None
+    write_json_atomic(
+        out_dir / METRICS_FILE, {**record, "status": status, "reason": reason, "finished_at": time.time()}
+    )

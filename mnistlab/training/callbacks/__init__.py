@@ -14,6 +14,7 @@ _WHERE = {
     "EpochSeed": "epoch_seed",
     "StoreRunConfig": "run_config",
     "RunStats": "run_stats",
+    "RunCheckpoint": "checkpoint",
 }
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports("mnistlab.training.callbacks", _WHERE)

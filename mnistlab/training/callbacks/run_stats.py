@@ -21,7 +21,8 @@ def peak_memory_mb(device: torch.device) -> float:
 class RunStats(L.Callback):
     """Times the fit (train and validation loops, not start-up or test) and counts finished epochs."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: dict | None = None) -> None:
+        self.progress = {} if progress is None else progress  # updated every epoch: what a failed run reached
         self.train_time_s = 0.0
         self.epochs = 0  # finished epochs of the whole run, a resumed one included
         self._epochs_timed = 0
@@ -37,6 +38,7 @@ class RunStats(L.Callback):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epochs_timed += 1
         self.epochs = trainer.current_epoch + 1
+        self.progress.update(epochs=self.epochs, global_step=trainer.global_step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._start is not None:
