@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_checkpoint
+from conftest import serving, write_checkpoint
 
 CHROMIUM = os.environ.get("MNISTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -36,35 +32,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    ckpt = write_checkpoint(tmp_path_factory.mktemp("serve") / "best.ckpt")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.serve", f"ckpt_path={ckpt}", f"port={port}"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                pytest.fail(f"the server did not start:\n{process.stdout.read().decode()[-3000:]}")
-            time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}/"
-    process.terminate()
-    process.wait(timeout=30)
+    with serving(write_checkpoint(tmp_path_factory.mktemp("serve") / "best.ckpt")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

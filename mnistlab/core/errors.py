@@ -92,6 +92,11 @@ def run_command(action: Callable[[], T]) -> T:
     except Interrupted as stop:
         print(f"interrupted by {stop.name}", file=sys.stderr)
         raise SystemExit(128 + stop.signum) from None
+    except OSError as err:  # the machine said no: a folder that cannot be written, a full disk…
+        if user_error(err) is not None:
+            exit_with(user_error(err))
+        where = f"{err.filename}: " if err.filename else ""
+        exit_with(f"{where}{err.strerror or first_line(err)}")
     except Exception as raised:
         err = user_error(raised)
         if err is None:

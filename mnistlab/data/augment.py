@@ -8,18 +8,9 @@ from typing import Any
 from torch import nn
 
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.fields import FIELDS, check
 
-AUGMENT_KEYS = (
-    "rotation",
-    "translate",
-    "scale",
-    "shear",
-    "perspective",
-    "perspective_p",
-    "hflip",
-    "crop_scale",
-    "color_jitter",
-)
+AUGMENT_KEYS = tuple(key.removeprefix("data.augment.") for key in FIELDS if key.startswith("data.augment."))
 
 
 def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ...] = (1, 28, 28)) -> nn.Module | None:
@@ -35,21 +26,12 @@ def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ..
     unknown = set(cfg) - set(AUGMENT_KEYS)
     if unknown:
         raise ConfigError(f"data.augment has unknown key(s) {sorted(unknown)}; allowed: {', '.join(AUGMENT_KEYS)}")
+    for key, value in cfg.items():
+        check(f"data.augment.{key}", value)
     rotation, translate = float(cfg.get("rotation", 0)), float(cfg.get("translate", 0))
     scale, shear = float(cfg.get("scale", 0)), float(cfg.get("shear", 0))
     perspective, perspective_p = float(cfg.get("perspective", 0)), float(cfg.get("perspective_p", 0.5))
     crop_scale, jitter = float(cfg.get("crop_scale", 0)), float(cfg.get("color_jitter", 0))
-    for key, value, high in [
-        ("translate", translate, 1),
-        ("scale", scale, 1),
-        ("perspective", perspective, 1),
-        ("crop_scale", crop_scale, 1.0001),
-        ("color_jitter", jitter, 1),
-    ]:
-        if not 0 <= value < high:
-            raise ConfigError(f"data.augment.{key}={value} must be in [0, {high})")
-    if not 0 <= perspective_p <= 1:
-        raise ConfigError(f"data.augment.perspective_p={perspective_p} must be in [0, 1]")
 
     import kornia.augmentation as K
 

@@ -6,6 +6,7 @@ default). ``create_model`` builds one from a config dict of plain values.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -29,10 +30,20 @@ def model_task(name: str) -> str:
     return MODELS.meta(name)["task"]
 
 
+def check_model_settings(model: dict[str, Any]) -> type[nn.Module]:
+    """The registered class of ``model["name"]``, after checking that it takes every other key."""
+    cls = MODELS.get(model.get("name"))
+    accepted = set(inspect.signature(cls).parameters) - {"input_shape", "num_classes"}
+    unknown = sorted(set(model) - accepted - {"name"})
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]} is not a setting of model.name={model['name']!r}; remove it")
+    return cls
+
+
 def create_model(model: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The registered class of ``model["name"]`` with the other keys as its arguments."""
     kwargs = {k: v for k, v in model.items() if k != "name"}
-    cls = MODELS.get(model.get("name"))
+    cls = check_model_settings(model)
     try:
         return cls(input_shape=tuple(input_shape), num_classes=int(num_classes), **kwargs)
     except TypeError as err:  # an argument the architecture does not take

@@ -11,7 +11,8 @@ import numpy as np
 from omegaconf import DictConfig
 
 from mnistlab.core.config import CONFIG_DIR, to_plain
-from mnistlab.core.errors import ConfigError, run_command
+from mnistlab.core.errors import run_command
+from mnistlab.core.fields import validate
 
 
 def run(cfg: DictConfig) -> dict:
@@ -19,6 +20,7 @@ def run(cfg: DictConfig) -> dict:
     from mnistlab.data import create_datamodule
     from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
 
+    validate(cfg, "scratch")
     datamodule = create_datamodule(to_plain(cfg.data))
     datamodule.setup("fit")
     # pixels in [0, 1]; `scratch.standardize=true` subtracts the train mean and divides by the train std
@@ -31,12 +33,10 @@ def run(cfg: DictConfig) -> dict:
 
     (x, y), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
     s = cfg.scratch
-    if s.model == "softmax":
-        model = SoftmaxRegressionNP(x.shape[1], datamodule.num_classes, seed=cfg.seed)
-    elif s.model == "mlp":
+    if s.model == "mlp":
         model = MLPNP(x.shape[1], datamodule.num_classes, hidden=int(s.hidden), seed=cfg.seed)
-    else:
-        raise ConfigError(f"scratch.model={s.model!r} is not one of softmax, mlp")
+    else:  # softmax: validate() allows no other
+        model = SoftmaxRegressionNP(x.shape[1], datamodule.num_classes, seed=cfg.seed)
     start = time.perf_counter()
     history = train(model, x, y, x_val, y_val, float(s.lr), int(s.batch_size), int(s.epochs), int(s.patience), cfg.seed)
     p_test, _ = model.forward(x_test)

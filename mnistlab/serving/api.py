@@ -15,13 +15,14 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Annotated, Any
 
+import anyio
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.serving.inference import Predictor
-from mnistlab.serving.preprocess import DEFAULT_MAX_PIXELS, BadImageError, open_image
+from mnistlab.serving.preprocess import DEFAULT_MAX_DECODED_MB, DEFAULT_MAX_PIXELS, BadImageError, open_image
 
 MB = 1024 * 1024
 
@@ -81,13 +82,23 @@ def create_app(
     max_upload_bytes: int = 2 * MB,
     max_image_pixels: int = DEFAULT_MAX_PIXELS,
     backend: str = "torch",
+    workers: int = 2,
+    max_decoded_mb: float = DEFAULT_MAX_DECODED_MB,
 ) -> FastAPI:
+    """The app. Decoding and inference run in at most ``workers`` threads at once, never on the event loop,
+    so ``/health`` and the page answer while large uploads are being decoded."""
     from mnistlab import __version__
 
     app = FastAPI(title="mnistlab", version=__version__, summary="Classify an image with a trained mnistlab model")
     app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
     page = drawing_page()
     card = predictor.card
+    pool = anyio.CapacityLimiter(workers)
+
+    def classify(data: bytes) -> dict:
+        image = open_image(data, max_image_pixels, max_decoded_mb)
+        (prediction,) = predictor.predict([image])
+        return prediction.to_dict(with_input=True)
 
     @app.exception_handler(BadImageError)
     async def bad_image(request: Request, err: BadImageError) -> JSONResponse:
@@ -114,8 +125,7 @@ def create_app(
 
     @app.post("/api/v1/predict")
     async def predict(file: Annotated[UploadFile, File(description="PNG, JPG, BMP, GIF, WebP or TIFF")]) -> dict:
-        image = open_image(await file.read(), max_image_pixels)
-        (prediction,) = predictor.predict([image])
-        return prediction.to_dict(with_input=True)
+        data = await file.read()
+        return await anyio.to_thread.run_sync(classify, data, limiter=pool)
 
     return app

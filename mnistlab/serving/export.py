@@ -10,6 +10,7 @@ from typing import IO, Any
 from omegaconf import DictConfig
 
 from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.fields import validate
 from mnistlab.core.files import atomic_write
 from mnistlab.serving.inference import ONNX_METADATA_KEY, OnnxBackend, load_inference_model
 
@@ -64,13 +65,14 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format!r} is not one of {', '.join(FORMATS)}")
+    validate(cfg, "export")
     model, card = load_inference_model(cfg.ckpt_path, str(cfg.preprocess))
     ckpt = Path(str(cfg.ckpt_path))
     output = Path(str(cfg.output)) if cfg.output else ckpt.with_name(ckpt.stem + FORMATS[cfg.format])
     if output.resolve() == ckpt.resolve():
         raise ConfigError(f"output={output} is the checkpoint itself; choose another file name")
+    if output.is_dir():
+        raise ConfigError(f"output={output} is a folder; name the file to write in it, e.g. output={output}/model.onnx")
     batch = torch.rand(8, *card.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = model(batch).numpy()

@@ -18,11 +18,11 @@ from PIL import Image
 from torch import Tensor, nn
 
 from mnistlab.core.errors import ConfigError, first_line
+from mnistlab.core.fields import check
 from mnistlab.data.permutation import permutation_order, permute
 from mnistlab.models.layers import normalize
 from mnistlab.serving.preprocess import prepare, resolve_style
 
-BACKENDS = ("torch", "onnx")
 ONNX_METADATA_KEY = "mnistlab"
 
 
@@ -172,8 +172,7 @@ class Predictor:
         preprocess: str = "auto",
         batch_size: int = 256,
     ) -> None:
-        if backend not in BACKENDS:
-            raise ConfigError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}")
+        check("backend", backend)
         if backend == "torch":
             self.backend: TorchBackend | OnnxBackend = TorchBackend(ckpt_path, preprocess)
         else:

@@ -11,17 +11,17 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.fields import validate
 from mnistlab.core.files import to_json
 from mnistlab.serving.inference import Predictor
 from mnistlab.serving.preprocess import BadImageError, image_files, open_image
 
-OUTPUTS = ("text", "json")
-
 
 def predict_files(cfg: DictConfig) -> list[dict[str, Any]]:
     """Print one line (or one JSON entry) per image; returns the results (an ``error`` key for bad files)."""
-    if cfg.output not in OUTPUTS:
-        raise ConfigError(f"output={cfg.output!r} is not one of {', '.join(OUTPUTS)}")
+    validate(cfg, "predict")
+    if not cfg.inputs:
+        raise ConfigError("inputs is required: image files or folders, e.g. inputs=[a.png,digits/]")
     inputs = OmegaConf.to_container(cfg.inputs) if OmegaConf.is_list(cfg.inputs) else [cfg.inputs]
     files = image_files([str(item) for item in inputs])
     predictor = Predictor(cfg.ckpt_path, cfg.backend, cfg.onnx_path, cfg.preprocess, cfg.batch_size)
@@ -29,7 +29,7 @@ def predict_files(cfg: DictConfig) -> list[dict[str, Any]]:
     arrays, good = [], []
     for result, path in zip(results, files, strict=True):
         try:
-            arrays.append(predictor.prepare(open_image(path, int(cfg.max_image_pixels))))
+            arrays.append(predictor.prepare(open_image(path, int(cfg.max_image_pixels), float(cfg.max_decoded_mb))))
             good.append(result)
         except BadImageError as err:
             result["error"] = str(err)

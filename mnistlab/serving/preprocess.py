@@ -19,10 +19,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy.ndimage import center_of_mass  # (row, column) of the intensity-weighted mean, in pixel indices
 
 from mnistlab.core.errors import DataError
+from mnistlab.core.fields import check
 
-STYLES = ("auto", "mnist", "fit", "resize")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 DEFAULT_MAX_PIXELS = 16_000_000  # 4000×4000: far beyond any digit, far below a decompression bomb
+DEFAULT_MAX_DECODED_MB = 64  # what decoding may allocate: 4000×4000 RGBA, or 16-bit gray at 32 MB
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # the formats promised; no other PIL plugin is reached
+BYTES_PER_BAND = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
 
 
 class BadImageError(DataError):
@@ -37,11 +40,14 @@ class ImageTooLargeError(BadImageError):
     status_code = 413
 
 
-def open_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode an image, refusing absurd dimensions before a single pixel is decoded.
+def open_image(
+    source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_mb: float = DEFAULT_MAX_DECODED_MB
+) -> Image.Image:
+    """Decode an image of a promised format, refusing absurd dimensions and decoded sizes before a single
+    pixel is decoded.
 
-    PIL reads only the header in ``Image.open``; the size check therefore costs nothing even for a
-    50 000×50 000 PNG of a few kilobytes.
+    PIL reads only the header in ``Image.open``; the checks therefore cost nothing even for a 50 000×50 000
+    PNG of a few kilobytes.
     """
     if isinstance(source, bytes):
         if not source:
@@ -52,11 +58,17 @@ def open_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream)
+            image = Image.open(stream, formats=FORMATS)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(
                     f"the image is {width}×{height} pixels; at most {max_pixels:,} pixels are accepted"
+                )
+            decoded_mb = width * height * len(image.getbands()) * BYTES_PER_BAND.get(image.mode, 1) / 2**20
+            if decoded_mb > max_decoded_mb:
+                raise ImageTooLargeError(
+                    f"the image would take {decoded_mb:.0f} MB to decode ({width}×{height} {image.mode}); "
+                    f"at most {max_decoded_mb:g} MB are accepted"
                 )
             if width == 0 or height == 0:
                 raise BadImageError("the image has no pixels")
@@ -156,9 +168,7 @@ def resize_crop(image: Image.Image, channels: int, height: int, width: int) -> n
 def resolve_style(style: str, dataset: str | None, input_shape: tuple[int, int, int]) -> str:
     """``auto``: MNIST's recipe for digits, ``fit`` (bounding box centered, no 20 px box) for other gray
     28×28 data such as Fashion-MNIST, ``resize`` for colour images."""
-    if style not in STYLES:
-        raise DataError(f"preprocess={style!r} is not one of {', '.join(STYLES)}")
-    if style != "auto":
+    if check("preprocess", style) != "auto":
         return style
     if input_shape[0] == 3:
         return "resize"

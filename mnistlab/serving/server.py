@@ -5,20 +5,26 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.fields import validate
 
 
 def build_app(cfg: DictConfig):  # -> fastapi.FastAPI
+    validate(cfg, "serve")
     import torch
 
     from mnistlab.serving.api import MB, create_app
     from mnistlab.serving.inference import Predictor
 
-    if not float(cfg.max_upload_mb) > 0:
-        raise ConfigError(f"max_upload_mb={cfg.max_upload_mb} must be > 0")
     torch.set_num_threads(int(cfg.threads))
     predictor = Predictor(cfg.ckpt_path, cfg.backend, cfg.onnx_path, cfg.preprocess, batch_size=1)
-    return create_app(predictor, int(float(cfg.max_upload_mb) * MB), int(cfg.max_image_pixels), cfg.backend)
+    return create_app(
+        predictor,
+        int(float(cfg.max_upload_mb) * MB),
+        int(cfg.max_image_pixels),
+        cfg.backend,
+        workers=int(cfg.workers),
+        max_decoded_mb=float(cfg.max_decoded_mb),
+    )
 
 
 def serve(cfg: DictConfig) -> None:

@@ -123,6 +123,8 @@ def check_finite(state_dict: Any, path: Any) -> None:
     if not isinstance(state_dict, dict):
         raise ConfigError(f"ckpt_path={path} has a malformed state_dict")
     for key, value in state_dict.items():
+        if not (key.startswith("net.") or key in ("mean", "inv_std")):
+            continue  # metric states (a best of -inf before the first epoch) are not weights
         if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ConfigError(
                 f"ckpt_path={path} holds weights that are not finite numbers ({key}): the run diverged; "

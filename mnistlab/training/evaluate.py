@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from mnistlab.core.config import to_plain
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.fields import validate
 from mnistlab.core.files import write_json_atomic
 
 
@@ -37,6 +38,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     from mnistlab.data import create_datamodule
     from mnistlab.tasks.checkpoint import load_task, stored_data
 
+    validate(cfg, "evaluate")
     module, checkpoint = load_task(cfg.ckpt_path)
     saved = stored_data(checkpoint)
     if not saved:

@@ -1,0 +1,152 @@
+"""A catalogue of bad inputs a user will type, through all seven commands: each ends with a non-zero status and
+one line naming the key or file, never a traceback, and no file is lost or overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, write_checkpoint
+
+GOOD_CKPT = "{ckpt}"  # replaced by a real checkpoint's path in the test
+CASES: list[tuple[str, list[str], str]] = [
+    # train: types and ranges of every group
+    ("train", ["seed=abc"], "seed='abc' must be an integer"),
+    ("train", ["seed=-1"], "seed=-1 must be an integer in [0, 4294967295]"),
+    ("train", ["trainer.max_epochs=0"], "trainer.max_epochs=0 must be >= 1 (or -1 for no limit)"),
+    ("train", ["trainer.max_epochs=abc"], "trainer.max_epochs='abc' must be an integer"),
+    ("train", ["trainer.precision=8"], "trainer.precision=8 is not one of"),
+    ("train", ["trainer.accelerator=quantum"], "trainer.accelerator='quantum' is not one of auto, cpu"),
+    ("train", ["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0 must be an integer >= 1"),
+    ("train", ["trainer.limit_train_batches=-3"], "trainer.limit_train_batches=-3 must be a fraction"),
+    ("train", ["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 must be >= 0"),
+    ("train", ["trainer.deterministic=maybe"], "trainer.deterministic='maybe' must be true or false"),
+    ("train", ["model.channels=abc"], "model.channels='abc' must be a list of positive integers"),
+    ("train", ["model.channels=[0,64]"], "model.channels=[0, 64] must be a list of positive integers"),
+    ("train", ["model.fc=[-1]"], "model.fc=[-1] must be a list of positive integers"),
+    ("train", ["model=mlp", "model.hidden=7"], "model.hidden=7 must be a list of positive integers"),
+    ("train", ["model.kernel_size=0"], "model.kernel_size=0 must be an integer >= 1"),
+    ("train", ["model.name=resnet50"], "model.name='resnet50' is not a registered model; choose one of cnn"),
+    ("train", ["+model.width=3"], "model.width is not a setting of model.name='cnn'; remove it"),
+    ("train", ["model.norm=layer"], "model.norm='layer' is not one of none, batch"),
+    ("train", ["model.dropout=1.5"], "model.dropout=1.5 must be in [0, 1)"),
+    ("train", ["model.activation=swish"], "model.activation='swish' is not one of relu"),
+    ("train", ["optim.name=lamb"], "optim.name='lamb' is not a registered optimizer; choose one of"),
+    ("train", ["optim.lr=abc"], "optim.lr='abc' must be a number"),
+    ("train", ["optim.lr=0"], "optim.lr=0 must be > 0"),
+    ("train", ["optim.weight_decay=-1"], "optim.weight_decay=-1 must be >= 0"),
+    ("train", ["optim=sgd", "optim.momentum=1.5"], "optim.momentum=1.5 must be in [0, 1)"),
+    ("train", ["scheduler.name=cyclic"], "scheduler.name='cyclic' is not a registered scheduler"),
+    ("train", ["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0 must be an integer >= 1"),
+    ("train", ["scheduler=step", "scheduler.gamma=-0.1"], "scheduler.gamma=-0.1 must be > 0"),
+    ("train", ["scheduler.pct_start=1.5"], "scheduler.pct_start=1.5 must be in (0, 1)"),
+    ("train", ["data.batch_size=0"], "data.batch_size=0 must be an integer >= 1"),
+    ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer"),
+    ("train", ["data.val_size=-5"], "data.val_size=-5 must be an integer >= 1"),
+    ("train", ["data.dataset=svhn"], "data.dataset='svhn' is not a registered dataset"),
+    ("train", ["data.augment.rotation=abc"], "data.augment.rotation='abc' must be a number"),
+    ("train", ["data.augment.translate=2"], "data.augment.translate=2 must be in [0, 1)"),
+    ("train", ["+data.augment.blur=1"], "data.augment has unknown key(s) ['blur']"),
+    ("train", ["data.num_folds=1"], "data.num_folds=1 and data.fold=0: need num_folds >= 2"),
+    ("train", ["data.download=false", "data.data_dir=/nonexistent"], "MNIST not found in /nonexistent/MNIST/raw"),
+    ("train", ["+data.colour=red"], "data.colour is not a setting of data.dataset='mnist'"),
+    ("train", ["tune.lr_find=maybe"], "tune.lr_find='maybe' must be true or false"),
+    ("train", ["tune.min_lr=0"], "tune.min_lr=0 must be > 0"),
+    ("train", ["test=maybe"], "test='maybe' must be true or false"),
+    ("train", ["speed.compile=yes"], "speed.compile='yes' must be true or false"),
+    ("train", ["ckpt_path=/nonexistent.ckpt"], "ckpt_path=/nonexistent.ckpt does not exist"),
+    ("train", ["ckpt_path={tmp}"], "is a folder; name the checkpoint file"),
+    ("train", ["resume=/nonexistent"], "resume=/nonexistent is not a run dir"),
+    ("train", ["resume={tmp}/broken"], "overrides.yaml must be a list of overrides"),
+    ("train", ["model=resnet50"], "model='resnet50' is not a preset; choose one of cnn"),
+    # evaluate
+    ("evaluate", [], "ckpt_path is required"),
+    ("evaluate", ["ckpt_path=/nonexistent.ckpt"], "ckpt_path=/nonexistent.ckpt does not exist"),
+    ("evaluate", ["ckpt_path={tmp}/garbage.ckpt"], "is not a readable mnistlab checkpoint"),
+    ("evaluate", [f"ckpt_path={GOOD_CKPT}", "trainer.precision=7"], "trainer.precision=7 is not one of"),
+    # predict
+    ("predict", ["inputs={tmp}/digit.png"], "ckpt_path is required"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}"], "inputs is required"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs={tmp}", "output=xml"], "output='xml' is not one of text, json"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs={tmp}", "backend=tensorflow"], "backend='tensorflow' is not one"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs={tmp}", "batch_size=0"], "batch_size=0 must be an integer >= 1"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs={tmp}", "preprocess=sharpen"], "preprocess='sharpen' is not one"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs=/nonexistent.png"], "/nonexistent.png does not exist"),
+    ("predict", [f"ckpt_path={GOOD_CKPT}", "inputs={tmp}", "max_decoded_mb=0"], "max_decoded_mb=0 must be > 0"),
+    (
+        "predict",
+        ["backend=onnx", "onnx_path=/nonexistent.onnx", "inputs={tmp}"],
+        "onnx_path=/nonexistent.onnx does not",
+    ),
+    # serve
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "port=abc"], "port='abc' must be an integer"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "port=70000"], "port=70000 must be an integer in [0, 65535]"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "workers=0"], "workers=0 must be an integer >= 1"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "log_level=loud"], "log_level='loud' is not one of"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "max_upload_mb=0"], "max_upload_mb=0 must be > 0"),
+    ("serve", [], "ckpt_path is required"),
+    # export
+    ("export", [f"ckpt_path={GOOD_CKPT}", "format=tflite"], "format='tflite' is not one of onnx, torchscript"),
+    ("export", [f"ckpt_path={GOOD_CKPT}", "tolerance=abc"], "tolerance='abc' must be a number"),
+    ("export", [f"ckpt_path={GOOD_CKPT}", "output={tmp}"], "is a folder; name the file to write in it"),
+    ("export", [f"ckpt_path={GOOD_CKPT}", f"output={GOOD_CKPT}"], "is the checkpoint itself"),
+    ("export", [], "ckpt_path is required"),
+    # scratch
+    ("scratch", ["scratch.model=svm"], "scratch.model='svm' is not one of softmax, mlp"),
+    ("scratch", ["scratch.lr=0"], "scratch.lr=0 must be > 0"),
+    ("scratch", ["scratch.epochs=abc"], "scratch.epochs='abc' must be an integer"),
+    ("scratch", ["data.batch_size=0"], "data.batch_size=0 must be an integer >= 1"),
+    # report
+    ("report", ["/nonexistent"], "/nonexistent is not a multirun dir"),
+    ("report", ["{tmp}/garbage.ckpt"], "garbage.ckpt is not a multirun dir"),
+]
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory) -> Path:
+    """A folder with a good checkpoint, a garbage one, an image, and a run dir whose overrides are malformed."""
+    root = tmp_path_factory.mktemp("catalogue")
+    write_checkpoint(root / "good.ckpt")
+    (root / "garbage.ckpt").write_bytes(b"not a checkpoint" * 100)
+    from PIL import Image
+
+    Image.new("L", (28, 28), 0).save(root / "digit.png")
+    broken = root / "broken"
+    (broken / ".hydra").mkdir(parents=True)
+    (broken / "checkpoints").mkdir()
+    (broken / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (broken / ".hydra" / "overrides.yaml").write_text("model: cnn\n")
+    return root
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_the_catalogue_is_large():
+    assert len(CASES) >= 60 and {c for c, _, _ in CASES} == {
+        "train",
+        "evaluate",
+        "predict",
+        "serve",
+        "export",
+        "scratch",
+        "report",
+    }
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), CASES, ids=[f"{c} {' '.join(a)}" for c, a, _ in CASES])
+def test_bad_input_is_one_line(command, args, expected, place, tiny_data, tmp_path):
+    before = _fingerprint(place)
+    ckpt = str(place / "good.ckpt")
+    args = [a.replace(GOOD_CKPT, ckpt).replace("{tmp}", str(place)) for a in args]
+    expected = expected.replace(GOOD_CKPT, ckpt)
+    if command in ("train", "evaluate", "scratch"):
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    result = run_cli(f"mnistlab.{command}", *args, data_dir=tiny_data, cwd=tmp_path, check=False, timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert _fingerprint(place) == before  # nothing read was changed or lost
