@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from mnistlab.core.errors import exit_with, first_line
-from mnistlab.core.files import dir_busy
+from mnistlab.core.files import dir_busy, global_rank
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(ROOT / "conf")
@@ -86,10 +86,11 @@ def expand_resume(argv: list[str]) -> list[str]:
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
     saved = [o for o in saved_overrides(run_dir) if not o.startswith(dropped)]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
-    busy = dir_busy(run_dir)
-    if busy:
-        exit_with(busy)
-    keep_run_config(run_dir)
+    if global_rank() == 0:  # other DDP ranks re-run this in the run dir that rank 0 holds
+        busy = dir_busy(run_dir)
+        if busy:
+            exit_with(busy)
+        keep_run_config(run_dir)
     run = run_dir.resolve()
     return [argv[0], *saved, *new, f"resume={run}", f"ckpt_path={last.resolve()}", f"hydra.run.dir={run}"]
 
@@ -122,6 +123,8 @@ def settle_run_config(run_dir: Path, started: bool) -> None:
 def refuse_busy_dirs(argv: list[str]) -> None:
     """Before Hydra writes anything into a run or sweep dir: one line when another process is writing there
     (a sweep with skip_completed=true shares its dir by design)."""
+    if global_rank() != 0:  # a DDP rank that Lightning started in its rank 0's run dir
+        return
     sharing = "skip_completed=true" in argv
     for arg in argv:
         key, _, value = arg.partition("=")

@@ -78,6 +78,8 @@ def number(key: str, test: Callable[[Any], bool] | None = None, allowed: str = "
 
 def integer(key: str, low: int = 1, high: int | None = None) -> Field:
     allowed = f"must be an integer >= {low}" if high is None else f"must be an integer in [{low}, {high}]"
+    if (low, high) == (1, None):
+        allowed = "must be a positive integer"
     return Field(key, "int", lambda v: v >= low and (high is None or v <= high), allowed)
 
 

@@ -82,6 +82,11 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     return record
 
 
+def global_rank() -> int:
+    """The rank Lightning will give this process (from the variables it reads): only rank 0 writes run files."""
+    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0"))
+
+
 def _holder(lock: Path) -> dict[str, Any] | None:
     """Who holds ``lock``, or None when nobody does (no file, or a process of this host that is gone)."""
     try:

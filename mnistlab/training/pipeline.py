@@ -5,7 +5,6 @@ checkpoint → ``metrics.json``. Heavy imports (torch, Lightning) happen inside,
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from omegaconf import DictConfig
 from mnistlab.core.config import settle_run_config, to_plain
 from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
-from mnistlab.core.files import METRICS_FILE, read_metrics, write_json_atomic
+from mnistlab.core.files import METRICS_FILE, global_rank, read_metrics, write_json_atomic
 
 log = logging.getLogger("mnistlab.train")
 
@@ -261,22 +260,17 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
 
 
-def _global_rank() -> int:
-    """The rank Lightning will use (from the variables it reads; read here, so a typo fails in half a second)."""
-    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0"))
-
-
 def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
     """Rank 0 holds the run dir; the other DDP ranks write nothing there of their own."""
     import contextlib
 
-    return dir_lock(out_dir) if _global_rank() == 0 else contextlib.nullcontext()
+    return dir_lock(out_dir) if global_rank() == 0 else contextlib.nullcontext()
 
 
 def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: str = "failed") -> None:
     """metrics.json says ``failed`` (or ``interrupted``), why, and what the run had reached (rank 0 only). A
     completed record is never replaced: a failed resume or fine-tune of a finished run keeps its results."""
-    if _global_rank() != 0:
+    if global_rank() != 0:
         return
     out_dir = Path(cfg.paths.output_dir)
     previous = read_metrics(out_dir)
