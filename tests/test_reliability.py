@@ -253,3 +253,43 @@ def test_labels_out_of_range_and_mismatched_shapes_fail_when_the_data_is_read(tm
     write_idx(root / "MNIST" / "raw" / "t10k-images-idx3-ubyte", np.zeros((200, 32, 32), dtype=np.uint8))
     with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte.*shape \(1, 32, 32\), not \(1, 28, 28\)"):
         create_datamodule({"dataset": "mnist", "data_dir": str(root), "val_size": 100}).setup("fit")
+
+
+def test_an_extended_schedule_continues_from_the_step_reached():
+    from mnistlab.tasks.optim import build_optimizer, build_scheduler, continue_schedule
+
+    for name in ("cosine", "onecycle"):
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        settings = {"name": name, "interval": "step"}
+        old = build_scheduler(build_optimizer(params, {"name": "sgd"}, 0.5), settings, 0.5, lambda _: 10)["scheduler"]
+        for _ in range(10):
+            old.optimizer.step()
+            old.step() if old.last_epoch < 9 else None
+        extended = build_scheduler(old.optimizer, settings, 0.5, lambda _: 20)["scheduler"]
+        continue_schedule(extended, old.last_epoch)
+        reference = build_scheduler(build_optimizer(params, {"name": "sgd"}, 0.5), settings, 0.5, lambda _: 20)
+        for _ in range(old.last_epoch):
+            reference["scheduler"].optimizer.step()
+            reference["scheduler"].step()
+        assert extended.get_last_lr() == pytest.approx(reference["scheduler"].get_last_lr()), name
+
+
+def test_a_resume_cannot_change_the_optimizer(finished_run, tiny_data, tmp_path):
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    result = run_cli("mnistlab.train", f"resume={run_dir}", "optim=sgd", data_dir=tiny_data, check=False)
+    assert result.returncode == 2 and "optim.name='sgd' is not the run's 'adamw'" in result.stderr, result.stderr
+    assert metrics(run_dir) == metrics(finished_run)
+
+
+def test_records_of_the_wrong_shape_are_unreadable_and_interrupts_pickle(tmp_path):
+    import pickle
+
+    from mnistlab.core.errors import Interrupted
+    from mnistlab.core.files import read_metrics
+
+    for text in ('{"hparams": []}', '{"val/acc_best": "x"}', "[1, 2]", '{"status": 3}'):
+        (tmp_path / "metrics.json").write_text(text)
+        assert read_metrics(tmp_path)["status"] == "unreadable", text
+    stop = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(stop, Interrupted) and stop.name == "SIGTERM"

@@ -74,12 +74,14 @@ def test_resume_does_not_replay_overrides_that_name_code(tmp_path, capsys):
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
     (run_dir / ".hydra" / "overrides.yaml").write_text(
         "- model=cnn\n- +callbacks.evil._target_=pathlib.Path.write_text\n- data.data_dir=${oc.env:HOME}\n"
-        "- 'callbacks.x={_target_: shutil.copyfile}'\n"
+        "- 'callbacks.x={_target_: shutil.copyfile}'\n- hydra.searchpath=[pkg://antigravity]\n"
+        "- '+hydra.job_logging.handlers.x={class: os.system}'\n- paths.output_dir=/tmp/elsewhere\n"
+        "- hydra/launcher=joblib\n- +evil=payload\n- model@x=cnn\n- model.compile=true\n"
     )
     argv = expand_resume(["train.py", f"resume={run_dir}", "trainer.max_epochs=3"])
-    assert argv[1:3] == ["model=cnn", "trainer.max_epochs=3"]
-    assert not any("_target_" in a or "${" in a for a in argv)
-    assert capsys.readouterr().err.count("note: resume does not replay") == 3
+    assert argv[1:4] == ["model=cnn", "speed.compile=true", "trainer.max_epochs=3"]
+    assert not any(s in a for a in argv for s in ("_target_", "${", "hydra.search", "paths.", "evil", "launcher"))
+    assert capsys.readouterr().err.count("note: resume does not replay") == 9
 
 
 def test_an_unknown_model_name_is_refused_without_importing_it(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from mnistlab.core.config import read_overrides
+from mnistlab.core.errors import ConfigError
 from mnistlab.core.files import read_metrics
 
 
@@ -29,7 +29,9 @@ def load_runs(sweep_dir: Path) -> list[dict[str, Any]]:
     """Every job of the sweep: its dir name, metrics.json (or a failure record) and its overrides (as text)."""
     runs = []
     for name, metrics in sweep_statuses(sweep_dir).items():
-        overrides_file = Path(sweep_dir) / name / ".hydra" / "overrides.yaml"
-        overrides = [str(o) for o in OmegaConf.load(overrides_file)] if overrides_file.is_file() else []
+        try:
+            overrides = read_overrides(Path(sweep_dir) / name)
+        except ConfigError:
+            overrides = []  # a job dir without readable overrides is still reported, by its record
         runs.append({"job": name, "metrics": metrics, "overrides": overrides})
     return runs

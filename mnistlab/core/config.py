@@ -11,13 +11,33 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnistlab.core.errors import exit_with, first_line
-from mnistlab.core.files import dir_busy, global_rank
+from mnistlab.core.errors import ConfigError, exit_with, first_line
+from mnistlab.core.files import dir_busy, is_rank_zero
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = str(ROOT / "conf")
-# what makes an override more than a value: Hydra's instantiation keys and interpolations
-CODE_MARKERS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_", "${")
+# Hydra's instantiation keys: a config read back from a file (checkpoint, run dir) that holds one asks for code
+CODE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_", "_call_")
+CODE_MARKERS = (*CODE_KEYS, "${", "@")  # in an override: code, an interpolation, or a package redirection
+# the top-level keys of train.yaml that a resume replays from the run dir (never hydra.*, hydra/…, paths.*)
+REPLAYED_ROOTS = {
+    "data",
+    "model",
+    "optim",
+    "scheduler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "hparams_search",
+    "debug",
+    "seed",
+    "test",
+    "tune",
+    "speed",
+    "task_name",
+}
+LEGACY_OVERRIDES = {"model.compile": "speed.compile", "model.channels_last": "speed.channels_last"}
 RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
 BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
 
@@ -44,26 +64,53 @@ def check_group_choices(argv: list[str]) -> None:
             exit_with(f"{group}={value!r} is not a preset; choose one of {', '.join(options)}")
 
 
-def saved_overrides(run_dir: Path) -> list[str]:
-    """The overrides a run was started with, as plain strings; those that name code or interpolate are left
-    out with a note (a run dir is data: whoever wrote it must not choose what runs)."""
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
+def read_overrides(run_dir: Path) -> list[str]:
+    """A run's ``.hydra/overrides.yaml`` as plain strings, never resolved (ConfigError when it is not a list
+    of strings)."""
+    overrides_file = Path(run_dir) / ".hydra" / "overrides.yaml"
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(overrides_file))
+        saved = OmegaConf.to_container(OmegaConf.load(overrides_file), resolve=False)
     except Exception as err:
-        exit_with(f"resume={run_dir}: {overrides_file} is not readable ({first_line(err)}); restore it from a copy")
+        raise ConfigError(f"{overrides_file} is not readable ({first_line(err)}); restore it from a copy") from None
     if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
-        exit_with(f"resume={run_dir}: {overrides_file} must be a list of overrides such as model=cnn")
+        raise ConfigError(f"{overrides_file} must be a list of overrides such as model=cnn")
+    return saved
+
+
+def _replayable(override: str) -> str | None:
+    """The override as a resume replays it, or None: only values of train.yaml's own keys and group choices
+    of conf/ (a run dir is data: whoever wrote it must not choose what runs or where files go)."""
+    if any(marker in override for marker in CODE_MARKERS):
+        return None
+    key, sep, value = override.partition("=")
+    name = key.lstrip("+~")
+    name = LEGACY_OVERRIDES.get(name, name)
+    root = name.split(".")[0].split("/")[0]
+    if not sep or root not in REPLAYED_ROOTS or "/" in name:
+        return None
+    group = Path(CONFIG_DIR) / name
+    if "." not in name and group.is_dir() and value != "null" and not (group / f"{value}.yaml").is_file():
+        return None
+    return f"{key[: len(key) - len(key.lstrip('+~'))]}{name}={value}"
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The overrides a run was started with that a resume replays; the others are left out with a note."""
+    try:
+        saved = read_overrides(run_dir)
+    except ConfigError as err:
+        exit_with(f"resume={run_dir}: {err}")
     kept = []
     for override in saved:
-        if any(marker in override for marker in CODE_MARKERS):
+        replayed = _replayable(override)
+        if replayed is None:
             print(
-                f"note: resume does not replay {override!r} from {overrides_file} (run dirs hold values, not code); "
-                "pass it again on the command line to keep it",
+                f"note: resume does not replay {override!r} from {run_dir}/.hydra/overrides.yaml (run dirs hold "
+                "values of mnistlab's own keys, not code or paths); pass it again on the command line to keep it",
                 file=sys.stderr,
             )
         else:
-            kept.append(override)
+            kept.append(replayed)
     return kept
 
 
@@ -86,7 +133,7 @@ def expand_resume(argv: list[str]) -> list[str]:
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
     saved = [o for o in saved_overrides(run_dir) if not o.startswith(dropped)]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
-    if global_rank() == 0:  # other DDP ranks re-run this in the run dir that rank 0 holds
+    if is_rank_zero():  # other DDP ranks re-run this in the run dir that rank 0 holds
         busy = dir_busy(run_dir)
         if busy:
             exit_with(busy)
@@ -112,7 +159,7 @@ def settle_run_config(run_dir: Path, started: bool) -> None:
     back, so a bad override is never saved into the run for good."""
     hydra_dir = Path(run_dir) / ".hydra"
     keep = hydra_dir / BEFORE_RESUME
-    if not keep.is_dir():
+    if not keep.is_dir() or not is_rank_zero():
         return
     if not started:
         for saved in keep.iterdir():
@@ -123,9 +170,9 @@ def settle_run_config(run_dir: Path, started: bool) -> None:
 def refuse_busy_dirs(argv: list[str]) -> None:
     """Before Hydra writes anything into a run or sweep dir: one line when another process is writing there
     (a sweep with skip_completed=true shares its dir by design)."""
-    if global_rank() != 0:  # a DDP rank that Lightning started in its rank 0's run dir
+    if not is_rank_zero():  # a DDP rank that Lightning started in its rank 0's run dir
         return
-    sharing = "skip_completed=true" in argv
+    sharing = any(a.lstrip("+").lower() == "skip_completed=true" for a in argv)
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "hydra.run.dir" or (key == "hydra.sweep.dir" and not sharing):

@@ -41,6 +41,9 @@ class Interrupted(BaseException):
         self.name = signal.Signals(signum).name
         super().__init__(self.name)
 
+    def __reduce__(self) -> tuple:  # crosses process boundaries (joblib, submitit) as itself
+        return (Interrupted, (self.signum,))
+
 
 @contextlib.contextmanager
 def signals_interrupt() -> Iterator[None]:

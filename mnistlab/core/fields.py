@@ -173,9 +173,10 @@ TRAINER = (
     flag("trainer.enable_progress_bar"),
     flag("trainer.enable_model_summary"),
 )
+PREPROCESS = choice("preprocess", STYLES)
 SERVING = (
     choice("backend", BACKENDS),
-    choice("preprocess", STYLES),
+    PREPROCESS,
     integer("max_image_pixels"),
     number("max_decoded_mb", _positive, "must be > 0"),
 )
@@ -208,13 +209,14 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         integer("port", 0, 65535),
         number("max_upload_mb", _positive, "must be > 0"),
         integer("workers"),
+        integer("max_connections"),
         integer("threads"),
         flag("access_log"),
         choice("log_level", LOG_LEVELS),
     ),
     "export": (
         choice("format", ("onnx", "torchscript")),
-        choice("preprocess", STYLES),
+        PREPROCESS,
         number("tolerance", lambda v: v >= 0, "must be >= 0"),
     ),
     "scratch": (

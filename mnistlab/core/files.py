@@ -16,6 +16,8 @@ from mnistlab.core.errors import BusyError
 
 METRICS_FILE = "metrics.json"
 LOCK_FILE = ".mnistlab.lock"
+# what reports compute with: numbers (or null) in every readable record
+NUMBERS = ("val/acc_best", "test/acc", "test/f1", "test/loss", "best_epoch", "epochs", "train_time_s", "params")
 
 
 def _read_umask() -> int:
@@ -77,14 +79,26 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         return {"status": "unreadable", "reason": f"{path} is not readable JSON ({type(err).__name__})"}
-    if not isinstance(record, dict):
-        return {"status": "unreadable", "reason": f"{path} does not hold a JSON object"}
+    if not isinstance(record, dict) or not isinstance(record.get("hparams", {}), dict):
+        return {"status": "unreadable", "reason": f"{path} does not hold a run record"}
+    bad = next((k for k in NUMBERS if record.get(k) is not None and not isinstance(record[k], int | float)), None)
+    if bad or isinstance(record.get("status"), bool) or not isinstance(record.get("status", ""), str):
+        return {"status": "unreadable", "reason": f"{path} holds a {bad or 'status'} that is not valid"}
     return record
 
 
-def global_rank() -> int:
-    """The rank Lightning will give this process (from the variables it reads): only rank 0 writes run files."""
-    return int(next((os.environ[k] for k in ("RANK", "LOCAL_RANK", "SLURM_PROCID") if k in os.environ), "0"))
+def is_rank_zero() -> bool:
+    """Whether this process is the one Lightning will make global rank 0 (from the variables it reads): only
+    rank 0 writes run files. Read here, without Lightning, so that a typo fails in half a second."""
+    return all(os.environ.get(k, "0") == "0" for k in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _me() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _mine(owner: dict[str, Any] | None) -> bool:
+    return owner is not None and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
 
 
 def _holder(lock: Path) -> dict[str, Any] | None:
@@ -95,7 +109,7 @@ def _holder(lock: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # a lock file cut short by a kill: nobody can hold it
+        return None  # not written by mnistlab (its lock files are created whole, see acquire_dir)
     if host == socket.gethostname():
         try:
             os.kill(pid, 0)
@@ -103,14 +117,14 @@ def _holder(lock: Path) -> dict[str, Any] | None:
             return None  # stale: the process is gone
         except PermissionError:
             pass  # alive, another user's
-    return owner
+    return {"pid": pid, "host": host}
 
 
 def dir_busy(directory: Path) -> str | None:
     """One line saying who writes into ``directory``, or None when nobody else does."""
     lock = Path(directory) / LOCK_FILE
     owner = _holder(lock)
-    if owner is None or (owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()):
+    if owner is None or _mine(owner):
         return None
     return (
         f"{directory} is in use by process {owner['pid']} on {owner['host']}; wait for it, choose another dir, "
@@ -120,7 +134,9 @@ def dir_busy(directory: Path) -> str | None:
 
 def acquire_dir(directory: Path) -> bool:
     """Hold ``directory`` for this process; a second writer gets :class:`BusyError` at once, and a lock whose
-    process died (on this host) is taken over. False when this process held it already (nothing to release)."""
+    process died (on this host) is taken over. False when this process held it already (nothing to release).
+
+    The lock file is written under a temporary name and linked into place, so it never exists half-written."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     lock = directory / LOCK_FILE
@@ -128,23 +144,27 @@ def acquire_dir(directory: Path) -> bool:
         busy = dir_busy(directory)
         if busy:
             raise BusyError(busy)
-        if _holder(lock) is not None:
-            return False  # held by this very process
-        lock.unlink(missing_ok=True)  # stale, or cut short
+        if _mine(_holder(lock)):
+            return False
+        stale = lock.read_bytes() if lock.exists() else None
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".mnistlab.lock.")
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(_me()))
+            if stale is not None and lock.exists() and lock.read_bytes() == stale:
+                lock.unlink(missing_ok=True)  # the stale lock we saw, and no newer one
+            os.link(tmp, lock)
+            return True
         except FileExistsError:
-            continue  # another process took it between the check and the creation: check again
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-        return True
+            continue  # another process took it between the check and the link: check again
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     raise BusyError(dir_busy(directory) or f"{directory} is being taken by another process; try again")
 
 
 def release_dir(directory: Path) -> None:
     lock = Path(directory) / LOCK_FILE
-    owner = _holder(lock)
-    if owner is not None and owner["pid"] == os.getpid() and owner["host"] == socket.gethostname():
+    if _mine(_holder(lock)):
         lock.unlink(missing_ok=True)
 
 

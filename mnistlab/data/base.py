@@ -177,6 +177,8 @@ class InMemoryDataModule(L.LightningDataModule):
                 f"{self.describe(split)} holds images of shape {tuple(images.shape[1:])}, "
                 f"not {tuple(self.input_shape)}; every split must have the same image size"
             )
+        if len(images) == 0:
+            raise DataError(f"{self.describe(split)} holds no images")
         if len(labels) != len(images):
             raise DataError(f"{self.describe(split)} has {len(images)} images but {len(labels)} labels")
         if labels.ndim == 1 and len(labels):

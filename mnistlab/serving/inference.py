@@ -18,7 +18,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from mnistlab.core.errors import ConfigError, first_line
-from mnistlab.core.fields import check
+from mnistlab.core.fields import STYLES, check
 from mnistlab.data.permutation import permutation_order, permute
 from mnistlab.models.layers import normalize
 from mnistlab.serving.preprocess import prepare, resolve_style
@@ -40,9 +40,16 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
+        """A card read back from a file: every field checked (ValueError/TypeError when one is off)."""
         fields = json.loads(text)
-        fields["input_shape"] = tuple(fields["input_shape"])
-        return cls(**fields)
+        card = cls(**{**fields, "input_shape": tuple(int(n) for n in fields["input_shape"])})
+        if len(card.input_shape) != 3 or min(card.input_shape) < 1:
+            raise ValueError(f"input_shape {card.input_shape} is not (C, H, W)")
+        if not card.classes or not all(isinstance(c, str) for c in card.classes):
+            raise ValueError("classes must be a list of names")
+        if card.preprocess not in STYLES or card.preprocess == "auto":
+            raise ValueError(f"preprocess {card.preprocess!r} is not one of mnist, fit, resize")
+        return card
 
 
 class InferenceModel(nn.Module):

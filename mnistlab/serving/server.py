@@ -33,4 +33,11 @@ def serve(cfg: DictConfig) -> None:
 
     app = build_app(cfg)
     print(f"mnistlab: serving {cfg.ckpt_path or cfg.onnx_path} on http://{cfg.host}:{cfg.port}/", flush=True)
-    uvicorn.run(app, host=str(cfg.host), port=int(cfg.port), log_level=str(cfg.log_level), access_log=cfg.access_log)
+    uvicorn.run(
+        app,
+        host=str(cfg.host),
+        port=int(cfg.port),
+        log_level=str(cfg.log_level),
+        access_log=cfg.access_log,
+        limit_concurrency=int(cfg.max_connections),  # beyond it: 503 at once, not an unbounded queue of bodies
+    )

@@ -34,10 +34,10 @@ def task_class(model: dict[str, Any] | None) -> type:
 def check_names(model: dict[str, Any], optim: dict[str, Any], scheduler: dict[str, Any] | None) -> None:
     """Fail at once, before any data is read, on a model, optimizer or scheduler name no registry knows."""
     from mnistlab.models.registry import check_model_settings
-    from mnistlab.tasks.optim import OPTIMIZERS, SCHEDULERS
+    from mnistlab.tasks.optim import OPTIMIZERS, SCHEDULERS, is_none
 
     check_model_settings(model)
     task_class(model)
     OPTIMIZERS.get(optim.get("name"))
-    if (scheduler or {}).get("name", "none") != "none":
+    if not is_none((scheduler or {}).get("name")):
         SCHEDULERS.get(scheduler["name"])

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric, MeanMetric
 
-from mnistlab.core.errors import LossDivergedError
+from mnistlab.core.errors import ConfigError, LossDivergedError
 from mnistlab.core.fields import check
 from mnistlab.models import create_model
 from mnistlab.models.layers import normalize
-from mnistlab.tasks.optim import build_optimizer, build_scheduler
+from mnistlab.tasks.optim import build_optimizer, build_scheduler, continue_schedule
 
 log = logging.getLogger("mnistlab.train")
 LENGTH_SETTINGS = ("total_steps", "T_max")  # scheduler arguments filled in from the run's length
@@ -107,10 +107,13 @@ class ImageTask(L.LightningModule):
             attr = next((a for a in LENGTH_SETTINGS if hasattr(old, a) and settings.get(a) is None), None)
             if attr is None or getattr(old, attr) == self._run_length(config.interval):
                 continue
+            if self._run_length(config.interval) < old.last_epoch:
+                raise ConfigError(
+                    f"trainer.max_epochs={self.trainer.max_epochs} ends before the {old.last_epoch} "
+                    f"{config.interval}s this run has done; give more epochs to resume it"
+                )
             fresh = build_scheduler(old.optimizer, settings, self.lr, self._run_length)["scheduler"]
-            fresh.last_epoch, fresh._step_count = old.last_epoch - 1, old._step_count - 1
-            fresh.step()  # the learning rate of the step reached, on the new schedule
-            config.scheduler = fresh
+            config.scheduler = continue_schedule(fresh, old.last_epoch)
             log.info(
                 "resumed with trainer.max_epochs=%s: the %s schedule now spans %s %ss (was %s)",
                 self.trainer.max_epochs,

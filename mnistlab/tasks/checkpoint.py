@@ -12,10 +12,10 @@ from typing import Any
 
 import torch
 
+from mnistlab.core.config import CODE_KEYS
 from mnistlab.core.errors import ConfigError, MnistlabError, first_line
 
 RUN_CONFIG_KEY = "mnistlab"  # the checkpoint entry with the run's resolved config (see StoreRunConfig)
-CODE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_", "_call_")
 # import paths of checkpoints written before the registries, and what they are called now
 LEGACY_MODELS = {
     "mnistlab.models.CNN": "cnn",
@@ -154,10 +154,12 @@ def load_task(path: Any) -> tuple[Any, dict[str, Any]]:
     return module.eval(), checkpoint
 
 
-def check_same_architecture(path: str, model: dict[str, Any]) -> None:
-    """A checkpoint that is corrupt, unsafe, or of another architecture than ``model`` fails here, in a second."""
+def check_same_architecture(path: str, model: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint that is corrupt, unsafe, or of another architecture than ``model`` fails here, in a second.
+    Returns its hyper-parameters."""
     ignored = ("dropout", "activation", "init")  # may change when fine-tuning: they do not shape the parameters
-    saved = read_checkpoint(path)["hyper_parameters"].get("model") or {}
+    hparams = read_checkpoint(path)["hyper_parameters"]
+    saved = hparams.get("model") or {}
     wanted = {k: v for k, v in model.items() if k not in ignored}
     saved = {k: v for k, v in saved.items() if k not in ignored}
     if saved != wanted:
@@ -166,3 +168,17 @@ def check_same_architecture(path: str, model: dict[str, Any]) -> None:
         )
         shown = ", ".join(f"model.{k}={saved.get(k)!r} (not {wanted.get(k)!r})" for k in diff[:3])
         raise ConfigError(f"ckpt_path={path} holds another architecture: {shown}; train with the same model")
+    return hparams
+
+
+def check_same_optimization(run_dir: str, saved: dict[str, Any], optim: dict, scheduler: dict | None) -> None:
+    """A resumed run restores its optimizer's and scheduler's state: they cannot change kind mid-run."""
+    for key, now, then in (
+        ("optim.name", optim.get("name"), (saved.get("optim") or {}).get("name")),
+        ("scheduler.name", (scheduler or {}).get("name", "none"), (saved.get("scheduler") or {}).get("name", "none")),
+    ):
+        if now != then:
+            raise ConfigError(
+                f"resume={run_dir}: {key}={now!r} is not the run's {then!r}; a run cannot change it midway "
+                "(fine-tune a new run from its weights with ckpt_path=…/best.ckpt)"
+            )

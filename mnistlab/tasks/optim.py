@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.optim import Optimizer, lr_scheduler
 
+from mnistlab.core.errors import ConfigError
 from mnistlab.core.fields import check
 from mnistlab.core.registry import Registry
 
@@ -36,6 +37,11 @@ for _alias, _name in SCHEDULER_ALIASES.items():
     SCHEDULERS.add(_alias, _SCHEDULER_CLASSES[_name])
 
 
+def is_none(name: Any) -> bool:
+    """``scheduler.name`` none (or unset): a constant learning rate."""
+    return name in (None, "none")
+
+
 def _fused_available(optim_cls: type, params: list[torch.nn.Parameter]) -> bool:
     return "fused" in inspect.signature(optim_cls).parameters and all(
         p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in params
@@ -52,13 +58,21 @@ def build_optimizer(params: list[torch.nn.Parameter], optim: dict[str, Any], lr:
     return cls(params, lr=lr, **kwargs)
 
 
+def continue_schedule(scheduler: Any, reached: int) -> Any:
+    """A freshly built ``scheduler`` moved to step ``reached`` of its (new) schedule: the learning rate of that
+    step by the closed form (``_step_count`` 1), and on as usual from there."""
+    scheduler.last_epoch, scheduler._step_count = reached - 1, 0
+    scheduler.step()
+    return scheduler
+
+
 def build_scheduler(optimizer: Optimizer, scheduler: dict[str, Any] | None, lr: float, total: Any) -> dict | None:
     """Lightning's scheduler dict, or None for ``name: none``. Arguments that depend on the run are filled in
     when the config leaves them out: ``max_lr`` (OneCycle) from ``lr``; ``total_steps`` and ``T_max`` from
     ``total(interval)``, the trainer's steps or epochs."""
     settings = dict(scheduler or {})
     name = settings.pop("name", "none")
-    if name in (None, "none"):
+    if is_none(name):
         return None
     cls = SCHEDULERS.get(name)
     interval = check("scheduler.interval", settings.pop("interval", "epoch"))
@@ -66,6 +80,11 @@ def build_scheduler(optimizer: Optimizer, scheduler: dict[str, Any] | None, lr: 
     for key in ("max_lr", "total_steps", "T_max"):
         if key in accepted and settings.get(key) is None:
             settings[key] = lr if key == "max_lr" else total(interval)
+            if key != "max_lr" and not 0 < settings[key] < float("inf"):
+                raise ConfigError(
+                    f"scheduler.name={name!r} takes its length from the run: set trainer.max_epochs >= 1 "
+                    f"(or scheduler.{key})"
+                )
     steps, warmup = settings.get("total_steps"), settings.get("pct_start")
     if steps and warmup and float(steps) * float(warmup) == 1:  # OneCycleLR divides by zero (4 × 0.25)
         settings["pct_start"] = 2 / float(steps)

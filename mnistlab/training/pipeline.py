@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from mnistlab.core.config import settle_run_config, to_plain
 from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
-from mnistlab.core.files import METRICS_FILE, global_rank, read_metrics, write_json_atomic
+from mnistlab.core.files import METRICS_FILE, is_rank_zero, read_metrics, write_json_atomic
 
 log = logging.getLogger("mnistlab.train")
 
@@ -175,7 +175,9 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     from mnistlab.tasks import check_names
 
     check_names(to_plain(cfg.model), to_plain(cfg.optim), to_plain(cfg.scheduler))  # before any data is read
-    if cfg.ckpt_path:
+    if cfg.resume:
+        check_resume(cfg, out_dir)
+    elif cfg.ckpt_path:
         from mnistlab.tasks.checkpoint import check_same_architecture
 
         check_same_architecture(str(cfg.ckpt_path), to_plain(cfg.model))
@@ -207,6 +209,19 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         out_dir,
     )
     return record
+
+
+def check_resume(cfg: DictConfig, out_dir: Path) -> None:
+    """``resume`` comes from ``resume=<run dir>`` on the command line (which also sets the run dir and its
+    last.ckpt); the run's architecture, optimizer and scheduler stay what they were."""
+    from mnistlab.core.errors import ConfigError
+    from mnistlab.tasks.checkpoint import check_same_architecture, check_same_optimization
+
+    run = Path(str(cfg.resume)).resolve()
+    if run != out_dir.resolve() or Path(str(cfg.ckpt_path or "")).resolve() != run / "checkpoints" / "last.ckpt":
+        raise ConfigError("resume is set only as resume=<run dir> on the command line of mnistlab.train")
+    saved = check_same_architecture(str(cfg.ckpt_path), to_plain(cfg.model))
+    check_same_optimization(str(run), saved, to_plain(cfg.optim), to_plain(cfg.scheduler))
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -241,11 +256,9 @@ def run_job(cfg: DictConfig) -> float | None:
         settle_run_config(out_dir, started=False)
         record_failure(cfg, record, stop, status="interrupted")
         if in_sweep:
-            from mnistlab.core.files import release_dir
-            from mnistlab.training.sweep import summarize
+            from mnistlab.training.sweep import close_sweep
 
-            summarize(Path(hydra.sweep.dir))
-            release_dir(Path(hydra.sweep.dir))
+            close_sweep(Path(hydra.sweep.dir))
         raise
     except Exception as raised:
         settle_run_config(out_dir, started=False)
@@ -264,20 +277,21 @@ def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
     """Rank 0 holds the run dir; the other DDP ranks write nothing there of their own."""
     import contextlib
 
-    return dir_lock(out_dir) if global_rank() == 0 else contextlib.nullcontext()
+    return dir_lock(out_dir) if is_rank_zero() else contextlib.nullcontext()
 
 
 def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: str = "failed") -> None:
     """metrics.json says ``failed`` (or ``interrupted``), why, and what the run had reached (rank 0 only). A
     completed record is never replaced: a failed resume or fine-tune of a finished run keeps its results."""
-    if global_rank() != 0:
+    if not is_rank_zero():
         return
     out_dir = Path(cfg.paths.output_dir)
     previous = read_metrics(out_dir)
-    if previous and previous.get("status") == "completed" and record.get("status") != "completed":
-        log.error("%s: %s; its completed metrics.json is kept", status, first_line(err))
+    started = "status" in record  # set once the run is built and about to fit
+    if previous and (previous.get("status") == "completed" or (cfg.resume and not started)):
+        log.error("%s: %s; the run's metrics.json (%s) is kept", status, first_line(err), previous.get("status"))
         return
-    reason = f"{type(err).__name__}: {err}".splitlines()[0]
+    reason = f"{type(err).__name__}: {first_line(err, 1000)}"
     if status == "interrupted":
         last = out_dir / "checkpoints" / "last.ckpt"
         reason = f"{err} after {record.get('epochs', 0)} finished epochs"

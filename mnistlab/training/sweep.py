@@ -36,6 +36,15 @@ def summarize(sweep_dir: Path) -> int:
     return len(failed)
 
 
+def close_sweep(sweep_dir: Path) -> int:
+    """``summarize``, then let go of the sweep dir; returns the number of runs not completed."""
+    from mnistlab.core.files import release_dir
+
+    failed = summarize(sweep_dir)
+    release_dir(sweep_dir)
+    return failed
+
+
 class SweepSummary(Callback):
     """Holds the sweep dir for the sweep (a second sweep into it is refused, unless skip_completed=true shares
     it by design), and closes the books at the end: the report, the failures, a non-zero exit status."""
@@ -54,12 +63,6 @@ class SweepSummary(Callback):
                 exit_with(busy)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from mnistlab.core.files import release_dir
-
         sweep_dir = Path(config.hydra.sweep.dir)
-        if not sweep_dir.is_dir():
-            return
-        failed = summarize(sweep_dir)
-        release_dir(sweep_dir)
-        if failed:
+        if sweep_dir.is_dir() and close_sweep(sweep_dir):
             raise SystemExit(1)

@@ -1,6 +1,7 @@
 """Lightning's ModelCheckpoint, with restored paths that follow the run dir: a run dir that was moved or
 copied resumes with its own best.ckpt and last.ckpt (Lightning would keep the old absolute best_model_path,
-and forget the best score)."""
+and forget the best score). Restored paths outside the checkpoint folder are dropped: Lightning deletes the
+files it rotates out, and a checkpoint is data."""
 
 from __future__ import annotations
 
@@ -20,13 +21,23 @@ def relocate(path: str, old_dir: str, new_dir: str) -> str:
 
 
 class RunCheckpoint(ModelCheckpoint):
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's own key, so checkpoints written with Lightning's class restore their best score."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _inside(self, path: Any) -> bool:
+        return isinstance(path, str) and bool(path) and Path(path).resolve().parent == Path(self.dirpath).resolve()
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
-        if old_dir and self.dirpath and old_dir != self.dirpath:
-            state_dict = dict(state_dict, dirpath=self.dirpath)
-            for key in PATH_KEYS:
-                if isinstance(state_dict.get(key), str):
-                    state_dict[key] = relocate(state_dict[key], old_dir, self.dirpath)
-            best_k = state_dict.get("best_k_models") or {}
-            state_dict["best_k_models"] = {relocate(k, old_dir, self.dirpath): v for k, v in best_k.items()}
+        state_dict = dict(state_dict, dirpath=self.dirpath)
+        for key in PATH_KEYS:
+            path = relocate(state_dict.get(key) or "", old_dir, self.dirpath) if old_dir else state_dict.get(key)
+            state_dict[key] = path if self._inside(path) else ""
+        best_k = {
+            relocate(k, old_dir, self.dirpath) if old_dir else k: v
+            for k, v in (state_dict.get("best_k_models") or {}).items()
+        }
+        state_dict["best_k_models"] = {k: v for k, v in best_k.items() if self._inside(k)}
         super().load_state_dict(state_dict)
