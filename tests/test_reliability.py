@@ -19,12 +19,9 @@ import pytest
 import torch
 from conftest import FAST, REPO, run_cli, serving, write_checkpoint, write_idx, write_tiny_dataset
 from PIL import Image
+from test_robustness import metrics
 
 SMALL = [*FAST, "model=cnn", "data=mnist"]
-
-
-def metrics(run_dir: Path) -> dict:
-    return json.loads((run_dir / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")

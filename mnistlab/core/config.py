@@ -45,6 +45,20 @@ if not OmegaConf.has_resolver("mnistlab_root"):
     OmegaConf.register_new_resolver("mnistlab_root", lambda: str(ROOT))
 
 
+def build(section: Any, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate``, the one place mnistlab calls it: for the config composed from the command line
+    and conf/ only (trainer, loggers, callbacks), never for anything read back from a file."""
+    from hydra.utils import instantiate
+
+    return instantiate(section, **kwargs)
+
+
+def build_all(section: Any) -> list[Any]:
+    """``build`` for every entry of a ``callbacks``/``logger`` section that has a ``_target_`` (entries set to
+    null are skipped)."""
+    return [build(entry) for entry in (section or {}).values() if entry and entry.get("_target_")]
+
+
 def to_plain(cfg: Any) -> Any:
     """Resolved plain containers: what checkpoints and metrics.json may hold."""
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mnistlab.core.config import to_plain
+from mnistlab.core.config import build, to_plain
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.fields import validate
 from mnistlab.core.files import write_json_atomic
@@ -33,8 +33,6 @@ def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split of its own data config (``data.*`` on the command line
     overrides it); write ``evaluation.json`` and the report into the run dir; print the main metrics."""
-    from hydra.utils import instantiate
-
     from mnistlab.data import create_datamodule
     from mnistlab.tasks.checkpoint import load_task, stored_data
 
@@ -44,7 +42,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     if not saved:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} holds no data config; it was not written by mnistlab.train")
     datamodule = create_datamodule(merged({**saved, "data_dir": cfg.paths.data_dir}, to_plain(cfg.data) or {}))
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
+    trainer = build(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), **{k: float(v) for k, v in metrics.items()}}

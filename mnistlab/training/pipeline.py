@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from mnistlab.core.config import settle_run_config, to_plain
+from mnistlab.core.config import build, build_all, settle_run_config, to_plain
 from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
 from mnistlab.core.files import METRICS_FILE, is_rank_zero, read_metrics, write_json_atomic
@@ -33,18 +33,10 @@ class Run:
     run_stats: Any
 
 
-def instantiate_all(section: DictConfig | None) -> list[Any]:
-    """Every entry of a ``callbacks``/``logger`` section that has a ``_target_`` (entries set to null are
-    skipped). Only ever called on the composed command-line config."""
-    from hydra.utils import instantiate
-
-    return [instantiate(c) for c in (section or {}).values() if c and c.get("_target_")]
-
-
 def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
     from mnistlab.training.callbacks import EpochSeed, RunStats, StoreRunConfig
 
-    callbacks = instantiate_all(cfg.callbacks)
+    callbacks = build_all(cfg.callbacks)
     if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a progress bar it was told not to use
         from lightning.pytorch.callbacks import ProgressBar
 
@@ -55,8 +47,6 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
 def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
     """The data (set up: the task needs its input shape, classes and train statistics), the task with the
     registered model, the loggers and the trainer."""
-    from hydra.utils import instantiate
-
     from mnistlab.data import create_datamodule
     from mnistlab.tasks import task_class
     from mnistlab.training.callbacks import RunStats
@@ -80,9 +70,9 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
     )
     if cfg.ckpt_path and not cfg.resume:
         load_weights(module, str(cfg.ckpt_path))
-    loggers = instantiate_all(cfg.logger)
+    loggers = build_all(cfg.logger)
     callbacks = build_callbacks(cfg, progress)
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
     run_stats = next(c for c in callbacks if isinstance(c, RunStats))
     return Run(cfg, Path(cfg.paths.output_dir), datamodule, module, trainer, loggers, run_stats)
 
