@@ -22,7 +22,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    refuse_busy_dirs(sys.argv[1:])
     sys.argv = expand_resume(sys.argv)
     check_group_choices(sys.argv[1:])
-    refuse_busy_dirs(sys.argv[1:])
     main()

@@ -118,7 +118,12 @@ def test_a_second_writer_is_refused_and_a_stale_lock_is_taken_over(tiny_data, tm
     for folder in (run_dir, sweep_dir):
         folder.mkdir()
         (folder / ".mnistlab.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    for args in ([f"hydra.run.dir={run_dir}"], ["-m", "optim=sgd,adam", f"hydra.sweep.dir={sweep_dir}"]):
+    attempts = (
+        [f"hydra.run.dir={run_dir}"],
+        [f"resume={run_dir}"],
+        ["-m", "optim=sgd,adam", f"hydra.sweep.dir={sweep_dir}"],
+    )
+    for args in attempts:
         result = run_cli("mnistlab.train", *SMALL, *args, data_dir=tiny_data, check=False)
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert result.returncode == 2 and len(errors) == 1 and f"is in use by process {os.getpid()}" in errors[0]

@@ -148,10 +148,7 @@ def expand_resume(argv: list[str]) -> list[str]:
     saved = [o for o in saved_overrides(run_dir) if not o.startswith(dropped)]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
     if is_rank_zero():  # other DDP ranks re-run this in the run dir that rank 0 holds
-        busy = dir_busy(run_dir)
-        if busy:
-            exit_with(busy)
-        keep_run_config(run_dir)
+        keep_run_config(run_dir)  # refuse_busy_dirs has made sure no other process writes there
     run = run_dir.resolve()
     return [argv[0], *saved, *new, f"resume={run}", f"ckpt_path={last.resolve()}", f"hydra.run.dir={run}"]
 
@@ -182,14 +179,14 @@ def settle_run_config(run_dir: Path, started: bool) -> None:
 
 
 def refuse_busy_dirs(argv: list[str]) -> None:
-    """Before Hydra writes anything into a run or sweep dir: one line when another process is writing there
-    (a sweep with skip_completed=true shares its dir by design)."""
+    """Before Hydra writes anything into a run dir (hydra.run.dir or resume) or a sweep dir: one line when
+    another process is writing there (a sweep with skip_completed=true shares its dir by design)."""
     if not is_rank_zero():  # a DDP rank that Lightning started in its rank 0's run dir
         return
     sharing = any(a.lstrip("+").lower() == "skip_completed=true" for a in argv)
     for arg in argv:
         key, _, value = arg.partition("=")
-        if key == "hydra.run.dir" or (key == "hydra.sweep.dir" and not sharing):
+        if key in ("hydra.run.dir", "resume") or (key == "hydra.sweep.dir" and not sharing):
             busy = dir_busy(Path(value))
             if busy:
                 exit_with(busy)

@@ -17,7 +17,3 @@ def cached(key: Hashable, compute: Callable[[], T]) -> T:
     if key not in _CACHE:
         _CACHE[key] = compute()
     return _CACHE[key]
-
-
-def clear() -> None:
-    _CACHE.clear()
