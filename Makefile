@@ -18,7 +18,7 @@ endif
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	$(BIN)/python -m pip install -q -e '.[all,dev]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)

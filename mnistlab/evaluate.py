@@ -8,6 +8,9 @@ from omegaconf import DictConfig
 
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import evaluate` is also the Python function of mnistlab.api
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
@@ -17,5 +20,10 @@ def main(cfg: DictConfig) -> None:
     run_command(lambda: evaluate_checkpoint(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``mnistlab-evaluate`` command."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

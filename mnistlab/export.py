@@ -17,5 +17,10 @@ def main(cfg: DictConfig) -> None:
     run_command(lambda: export(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``mnistlab-export`` command."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -9,6 +9,9 @@ from omegaconf import DictConfig
 
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import predict` is also the Python function of mnistlab.api
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
@@ -20,5 +23,10 @@ def main(cfg: DictConfig) -> None:
         raise SystemExit(1)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``mnistlab-predict`` command."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

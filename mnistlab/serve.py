@@ -16,5 +16,10 @@ def main(cfg: DictConfig) -> None:
     run_command(lambda: serve(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``mnistlab-serve`` command."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

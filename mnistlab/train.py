@@ -10,8 +10,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from mnistlab.core.config import CONFIG_DIR, check_group_choices, expand_resume, refuse_busy_dirs
+from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -21,8 +24,12 @@ def main(cfg: DictConfig) -> float | None:
     return run_command(lambda: run_job(cfg))
 
 
-if __name__ == "__main__":
-    refuse_busy_dirs(sys.argv[1:])
-    sys.argv = expand_resume(sys.argv)
-    check_group_choices(sys.argv[1:])
+def cli() -> None:
+    """The ``mnistlab-train`` command: what is checked on the raw command line (busy dirs, ``resume=``, unknown
+    presets) happens before Hydra composes anything."""
+    sys.argv = run_command(lambda: prepare_train_overrides(sys.argv))
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -83,3 +83,26 @@ def test_draw_a_digit_and_see_its_prediction(server, page, tmp_path: Path):
     page.click("#clear")
     assert page.inner_text("#label") == "" and page.locator("#top3 li").count() == 0
     assert page.evaluate("document.body.dataset.state") == "empty"
+
+
+def test_api_docs_render_offline(server, page):
+    """/docs draws the endpoints from Swagger UI files served by mnistlab itself; any request that would leave
+    the machine (a CDN) is refused and counted."""
+    outside: list[str] = []
+
+    def only_loopback(route):
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    try:
+        page.goto(server + "docs")
+        page.wait_for_selector(".opblock-summary-path", timeout=15_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+    finally:
+        page.unroute("**/*")
+    assert "/api/v1/predict" in [p.strip() for p in paths] and "/health" in [p.strip() for p in paths]
+    assert outside == []

@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 import pytest
+
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
+
 import torch
 from conftest import run_cli, write_checkpoint
 from fastapi.testclient import TestClient
@@ -35,6 +38,20 @@ def client(predictor):
 
 def post(client: TestClient, data: bytes, name: str = "digit.png", field: str = "file"):
     return client.post("/api/v1/predict", files={field: (name, data, "application/octet-stream")})
+
+
+def test_openapi_documents_every_answer_and_docs_need_no_network(client):
+    responses = client.get("/openapi.json").json()["paths"]["/api/v1/predict"]["post"]["responses"]
+    assert {"200", "400", "413"} <= set(responses)
+    ok = responses["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/Prediction"}
+    for status in ("400", "413"):
+        assert responses[status]["content"]["application/json"]["example"]["detail"]
+    docs = client.get("/docs").text
+    assert "/docs-assets/swagger-ui-bundle.js" in docs and "cdn" not in docs.lower()
+    assert "/docs-assets/redoc.standalone.js" in client.get("/redoc").text
+    asset = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert asset.status_code == 200 and len(asset.content) > 100_000
 
 
 def test_health_and_page(client):
@@ -137,6 +154,7 @@ def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
 
 
 def test_export_onnx_and_torchscript_agree_with_the_checkpoint(checkpoint, predictor, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
     result = run_cli("mnistlab.export", f"ckpt_path={checkpoint}", f"output={tmp_path / 'model.onnx'}", cwd=tmp_path)
     assert "max |Δp| vs the checkpoint on 8 images" in result.stdout
     run_cli("mnistlab.export", f"ckpt_path={checkpoint}", "format=torchscript", cwd=tmp_path)

@@ -11,11 +11,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnistlab.core.errors import ConfigError, exit_with, first_line
+from mnistlab.core.errors import BusyError, ConfigError, first_line
+from mnistlab.core.extras import require
 from mnistlab.core.files import dir_busy, is_rank_zero
 
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DIR = str(ROOT / "conf")
+# The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
+# composes the same configs as a checkout.
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 # Hydra's instantiation keys: a config read back from a file (checkpoint, run dir) that holds one asks for code
 CODE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_", "_call_")
 CODE_MARKERS = (*CODE_KEYS, "${", "@")  # in an override: code, an interpolation, or a package redirection
@@ -41,8 +43,11 @@ LEGACY_OVERRIDES = {"model.compile": "speed.compile", "model.channels_last": "sp
 RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
 BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
 
-if not OmegaConf.has_resolver("mnistlab_root"):
-    OmegaConf.register_new_resolver("mnistlab_root", lambda: str(ROOT))
+# paths.root_dir: the directory the command runs from (data/, outputs/ and multirun/ go there, never into the
+# installed package); mnistlab_root is its older name, still found in the .hydra/ of earlier run dirs.
+for _name in ("mnistlab_cwd", "mnistlab_root"):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, lambda: str(Path.cwd()))
 
 
 def build(section: Any, **kwargs: Any) -> Any:
@@ -64,18 +69,48 @@ def to_plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
 
 
+# presets that need an optional extra: group → choice → the modules it imports
+NEEDS_EXTRA = {
+    "hparams_search": {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")},
+    "hydra/launcher": {
+        "slurm": ("hydra_plugins.hydra_submitit_launcher",),
+        "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher",),
+        "submitit_local": ("hydra_plugins.hydra_submitit_launcher",),
+    },
+    "logger": {"mlflow": ("mlflow", "sqlalchemy", "alembic")},
+    "data": {"tiny_imagenet": ("datasets",)},
+    "model": {"fasterrcnn": ("pycocotools",)},
+}
+
+
+def prepare_train_overrides(argv: list[str]) -> list[str]:
+    """What ``mnistlab-train`` checks on its raw command line before Hydra composes anything (another writer
+    in the run or sweep dir, ``resume=`` expanded, unknown presets, missing extras); ``argv[0]`` is the program.
+    """
+    refuse_busy_dirs(argv[1:])
+    argv = expand_resume(argv)
+    check_group_choices(argv[1:])
+    return argv
+
+
 def check_group_choices(argv: list[str]) -> None:
     """``model=foo`` where conf/model/foo.yaml does not exist: one line listing the options, before Hydra
-    (whose own message spans a screen)."""
+    (whose own message spans a screen); a preset whose optional extra is missing: one line naming the install.
+    """
     conf = Path(CONFIG_DIR)
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
-        if not sep or "." in group or "/" in group or not (conf / group).is_dir() or "," in value or not value:
+        if not sep:
+            continue
+        for choice, modules in NEEDS_EXTRA.get(group, {}).items():
+            if choice in value.split(","):
+                require(f"{group}={choice}", *modules)
+        if "." in group or "/" in group or not (conf / group).is_dir() or "," in value or not value:
             continue
         if value != "null" and not (conf / group / f"{value}.yaml").is_file():
             options = sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
-            exit_with(f"{group}={value!r} is not a preset; choose one of {', '.join(options)}")
+            raise ConfigError(f"{group}={value!r} is not a preset; choose one of {', '.join(options)}")
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -113,7 +148,7 @@ def saved_overrides(run_dir: Path) -> list[str]:
     try:
         saved = read_overrides(run_dir)
     except ConfigError as err:
-        exit_with(f"resume={run_dir}: {err}")
+        raise ConfigError(f"resume={run_dir}: {err}") from None
     kept = []
     for override in saved:
         replayed = _replayable(override)
@@ -139,9 +174,9 @@ def expand_resume(argv: list[str]) -> list[str]:
     run_dir = Path(resume[-1].partition("=")[2]).expanduser()
     last = run_dir / "checkpoints" / "last.ckpt"
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
-        exit_with(f"resume={run_dir} is not a run dir (no .hydra/overrides.yaml)")
+        raise ConfigError(f"resume={run_dir} is not a run dir (no .hydra/overrides.yaml)")
     if not last.is_file():
-        exit_with(
+        raise ConfigError(
             f"resume={run_dir} has no checkpoints/last.ckpt to resume from (the run ended before its first epoch)"
         )
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
@@ -189,4 +224,4 @@ def refuse_busy_dirs(argv: list[str]) -> None:
         if key in ("hydra.run.dir", "resume") or (key == "hydra.sweep.dir" and not sharing):
             busy = dir_busy(Path(value))
             if busy:
-                exit_with(busy)
+                raise BusyError(busy)

@@ -23,6 +23,9 @@ VAL_NAMES = ("valid", "validation", "val")
 def open_hf_dataset(hf_path: str) -> Any:
     """A ``DatasetDict`` from the Hub name, or from a local folder: ``save_to_disk`` output, parquet files
     (``train-*.parquet``, ``valid-*.parquet``) or an imagefolder tree (``train/<class>/*.jpg``)."""
+    from mnistlab.core.extras import require
+
+    require("data=tiny_imagenet", "datasets")
     import datasets
 
     local = Path(hf_path).expanduser()

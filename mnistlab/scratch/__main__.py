@@ -76,5 +76,10 @@ def main(cfg: DictConfig) -> None:
     run_command(lambda: run(cfg))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``mnistlab-scratch`` command."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -4,6 +4,8 @@
   (the 28×28 image the model saw, after MNIST-style preprocessing).
 - ``GET /health``: the model's classes, input shape, preprocessing and backend.
 - ``GET /``: a page to draw a digit on, which calls the API after every stroke.
+- ``GET /docs`` and ``GET /redoc``: the OpenAPI pages, with their Swagger UI and ReDoc files served from the
+  installed ``fastapi-offline`` package (they render offline; FastAPI's defaults load them from a CDN).
 
 Bad input never gives a 500: bodies over ``max_upload_bytes`` are refused with 413 before they are read,
 absurd image dimensions (decompression bombs) with 413 before they are decoded, and anything that is not a
@@ -18,7 +20,10 @@ from typing import Annotated, Any
 import anyio
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mnistlab.serving.inference import Predictor
@@ -73,6 +78,47 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+class Guess(BaseModel):
+    label: str = Field(examples=["7"])
+    probability: float = Field(examples=[0.993])
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most probable class", examples=["7"])
+    index: int = Field(description="its index in the model's classes", examples=[7])
+    probabilities: dict[str, float] = Field(description="every class's probability")
+    top3: list[Guess]
+    input: list = Field(description="the image the model saw after preprocessing (28×28, or H×W×3)")
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    backend: str = Field(examples=["torch"])
+    classes: list[str]
+    input_shape: list[int] = Field(examples=[[1, 28, 28]])
+    preprocess: str = Field(examples=["mnist"])
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what was wrong and what to send instead")
+
+
+def _error(description: str, example: str) -> dict[str, Any]:
+    return {
+        "model": Problem,
+        "description": description,
+        "content": {"application/json": {"example": {"detail": example}}},
+    }
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("not a usable image, or no multipart field 'file'", "not an image (PNG, JPG, BMP, GIF, WebP or TIFF)"),
+    413: _error(
+        "the upload or its decoded image is too large", "the upload is larger than 2 MB (serve max_upload_mb=…)"
+    ),
+}
+
+
 def drawing_page() -> str:
     return files("mnistlab.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -89,8 +135,15 @@ def create_app(
     so ``/health`` and the page answer while large uploads are being decoded."""
     from mnistlab import __version__
 
-    app = FastAPI(title="mnistlab", version=__version__, summary="Classify an image with a trained mnistlab model")
+    app = FastAPI(
+        title="mnistlab",
+        version=__version__,
+        summary="Classify an image with a trained mnistlab model",
+        docs_url=None,
+        redoc_url=None,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
+    _serve_docs_offline(app)
     page = drawing_page()
     card = predictor.card
     pool = anyio.CapacityLimiter(workers)
@@ -109,7 +162,7 @@ def create_app(
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
         return JSONResponse({"detail": f"send the image as multipart form field 'file' ({problems})"}, 400)
 
-    @app.get("/health")
+    @app.get("/health", response_model=Health)
     async def health() -> dict[str, Any]:
         return {
             "status": "ok",
@@ -123,9 +176,40 @@ def create_app(
     async def index() -> str:
         return page
 
-    @app.post("/api/v1/predict")
+    @app.post("/api/v1/predict", response_model=Prediction, responses=ERRORS)
     async def predict(file: Annotated[UploadFile, File(description="PNG, JPG, BMP, GIF, WebP or TIFF")]) -> dict:
         data = await file.read()
         return await anyio.to_thread.run_sync(classify, data, limiter=pool)
 
     return app
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """``/docs`` and ``/redoc`` from the files that ``fastapi-offline`` ships (no CDN)."""
+    from pathlib import Path
+
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )

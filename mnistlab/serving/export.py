@@ -10,6 +10,7 @@ from typing import IO, Any
 from omegaconf import DictConfig
 
 from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.extras import require
 from mnistlab.core.fields import validate
 from mnistlab.core.files import atomic_write
 from mnistlab.serving.inference import ONNX_METADATA_KEY, OnnxBackend, load_inference_model
@@ -20,6 +21,8 @@ TORCHSCRIPT_CARD = "mnistlab.json"  # extra file inside the TorchScript archive
 
 def _export_onnx(model: Any, example: Any, target: IO[bytes], card_json: str) -> None:
     import torch
+
+    require("format=onnx", "onnx", "onnxscript")
 
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():

@@ -113,6 +113,9 @@ class TorchBackend:
 
 class OnnxBackend:
     def __init__(self, onnx_path: str, style: str = "auto") -> None:
+        from mnistlab.core.extras import require
+
+        require("backend=onnx", "onnxruntime")
         import onnxruntime as ort
 
         if not Path(onnx_path).is_file():

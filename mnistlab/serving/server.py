@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from mnistlab.core.extras import require
 from mnistlab.core.fields import validate
 
 
 def build_app(cfg: DictConfig):  # -> fastapi.FastAPI
     validate(cfg, "serve")
+    require("mnistlab-serve", "fastapi", "uvicorn", "multipart", "fastapi_offline")
     import torch
 
     from mnistlab.serving.api import MB, create_app

@@ -20,6 +20,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
+from mnistlab.core.extras import require
 from mnistlab.tasks.base import ImageTask
 
 MATCH_IOU = 0.5
@@ -68,6 +69,7 @@ class DetectionTask(ImageTask):
         self.val_f1, self.test_f1 = MulticlassF1Score(average="none", **args), MulticlassF1Score(average="none", **args)
         self.test_loss = MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(**args)
+        require("the detector's mAP (model=fasterrcnn)", "pycocotools")
         self.val_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
         self.test_map = MeanAveragePrecision(box_format="xyxy", iou_type="bbox")
 

@@ -1,0 +1,218 @@
+"""What a test run learned, in numbers and pictures: confusion matrix, per-class scores, most-confused
+pairs, misclassified examples, and the baselines a model must beat. Written to the run dir as PNG, CSV and
+``report.md``; the scalars also go to metrics.json."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mnistlab.analysis.figures import pyplot, save_figure
+
+
+def per_class_scores(confusion: Tensor) -> list[dict[str, float]]:
+    """Precision, recall, F1 and support of each class, from a confusion matrix (rows: true, cols: predicted)."""
+    confusion = confusion.double()
+    true_positive = confusion.diag()
+    predicted, actual = confusion.sum(0), confusion.sum(1)
+    precision = torch.where(predicted > 0, true_positive / predicted.clamp_min(1), torch.zeros_like(predicted))
+    recall = torch.where(actual > 0, true_positive / actual.clamp_min(1), torch.zeros_like(actual))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp_min(1e-12), 0.0)
+    return [
+        {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        for p, r, f, s in zip(precision, recall, f1, actual, strict=True)
+    ]
+
+
+def most_confused(confusion: Tensor, classes: Sequence[str], top: int = 10) -> list[dict[str, Any]]:
+    """The ``top`` largest off-diagonal cells: (true class, predicted class, count)."""
+    off = confusion.clone()
+    off.fill_diagonal_(0)
+    counts, flat = off.flatten().sort(descending=True)
+    pairs = []
+    for count, index in zip(counts.tolist(), flat.tolist(), strict=True):
+        if count == 0 or len(pairs) == top:
+            break
+        true, pred = divmod(index, confusion.shape[1])
+        pairs.append({"true": classes[true], "predicted": classes[pred], "count": int(count)})
+    return pairs
+
+
+def baselines(train_labels: Tensor, test_labels: Tensor, num_classes: int) -> dict[str, dict[str, float]]:
+    """What needs no learning: always the train set's majority class, and a uniformly random guess.
+
+    Accuracy and macro F1 are exact expectations; loss is the cross-entropy of predicting the train class
+    frequencies (majority row) or the uniform distribution (ln C).
+    """
+    train_counts = torch.bincount(train_labels.cpu(), minlength=num_classes).double()
+    test_freq = torch.bincount(test_labels.cpu(), minlength=num_classes).double() / len(test_labels)
+    majority = int(train_counts.argmax())
+    prior = train_counts / train_counts.sum()
+    p_major = float(test_freq[majority])
+    uniform_f1 = [2 * float(p) / num_classes / (float(p) + 1 / num_classes) for p in test_freq if p > 0]
+    return {
+        "majority": {
+            "acc": p_major,
+            "f1": (2 * p_major / (1 + p_major)) / num_classes,
+            "loss": float(-(test_freq * prior.clamp_min(1e-12).log()).sum()),
+        },
+        "uniform": {"acc": 1 / num_classes, "f1": sum(uniform_f1) / num_classes, "loss": math.log(num_classes)},
+    }
+
+
+def plot_confusion(confusion: Tensor, classes: Sequence[str]):
+    plt = pyplot()
+    size = max(5.0, 0.5 * len(classes))
+    figure, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(confusion.numpy(), cmap="Blues")
+    if len(classes) <= 30:
+        ax.set_xticks(range(len(classes)), classes, rotation=90)
+        ax.set_yticks(range(len(classes)), classes)
+        limit = confusion.max().item() / 2
+        for (i, j), value in zip(
+            torch.cartesian_prod(torch.arange(len(classes)), torch.arange(len(classes))).tolist(),
+            confusion.flatten().tolist(),
+            strict=True,
+        ):
+            ax.text(
+                j, i, str(int(value)), ha="center", va="center", fontsize=7, color="white" if value > limit else "black"
+            )
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (test)")
+    figure.tight_layout()
+    return figure
+
+
+def plot_misclassified(images: Tensor, true: Tensor, predicted: Tensor, classes: Sequence[str]):
+    """One grid image (a single imshow: fast) with "true → predicted" under each tile."""
+    from torchvision.utils import make_grid
+
+    plt = pyplot()
+    cols = min(len(images), 9)
+    rows = math.ceil(len(images) / cols)
+    pad = 2
+    grid = make_grid(images.float().clamp(0, 1), nrow=cols, padding=pad, pad_value=1.0)
+    tile_h, tile_w = images.shape[2] + pad, images.shape[3] + pad
+    figure, ax = plt.subplots(figsize=(1.3 * cols, 1.45 * rows))
+    ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray")
+    for index, (t, p) in enumerate(zip(true.tolist(), predicted.tolist(), strict=True)):
+        row, col = divmod(index, cols)
+        ax.text(
+            (col + 0.5) * tile_w,
+            (row + 1) * tile_h,
+            f"{classes[t]}→{classes[p]}",
+            ha="center",
+            va="top",
+            fontsize=6,
+            color="crimson",
+        )
+    ax.axis("off")
+    ax.set_title("misclassified test images (true → predicted)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def write_evaluation(
+    out_dir: Path,
+    results: dict[str, Any],
+    classes: Sequence[str],
+    train_labels: Tensor,
+    test_labels: Tensor,
+    metrics: dict[str, Any],
+    writers: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Write confusion_matrix.{png,csv}, per_class.csv, misclassified.png and report.md into ``out_dir``;
+    log the pictures to the TensorBoard ``writers``; return the scalars for metrics.json."""
+    confusion: Tensor = results["confusion"].long()
+    scores = per_class_scores(confusion)
+    pairs = most_confused(confusion, classes)
+    base = baselines(train_labels, test_labels, len(classes))
+
+    with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *classes])
+        writer.writerows([name, *row] for name, row in zip(classes, confusion.tolist(), strict=True))
+    with open(out_dir / "per_class.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["class", "precision", "recall", "f1", "support"])
+        writer.writeheader()
+        writer.writerows({"class": name, **row} for name, row in zip(classes, scores, strict=True))
+
+    figures = {"confusion_matrix": plot_confusion(confusion, classes)}
+    if results.get("misclassified"):
+        figures["misclassified"] = plot_misclassified(*results["misclassified"], classes)
+    for name, figure in figures.items():
+        save_figure(figure, out_dir / f"{name}.png", f"test/{name}", writers)
+
+    summary = {
+        "test/samples": int(confusion.sum()),
+        "baseline/majority_acc": base["majority"]["acc"],
+        "baseline/uniform_acc": base["uniform"]["acc"],
+        "most_confused": pairs,
+    }
+    report = _report_markdown(metrics, scores, classes, pairs, base, "misclassified" in figures)
+    (out_dir / "report.md").write_text(report)
+    return summary
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, float) else ("—" if value is None else str(value))
+
+
+def _report_markdown(
+    metrics: dict[str, Any],
+    scores: list[dict[str, float]],
+    classes: Sequence[str],
+    pairs: list[dict[str, Any]],
+    base: dict[str, dict[str, float]],
+    has_examples: bool,
+) -> str:
+    hp = metrics.get("hparams", {})
+    lines = [
+        "# Run report",
+        "",
+        ", ".join(f"{k}={v}" for k, v in hp.items()),
+        "",
+        "| | accuracy | macro F1 | loss |",
+        "|---|---|---|---|",
+        f"| **model** (best checkpoint) | {_fmt(metrics.get('test/acc'))} | {_fmt(metrics.get('test/f1'))} "
+        f"| {_fmt(metrics.get('test/loss'))} |",
+        f"| majority class | {_fmt(base['majority']['acc'])} | {_fmt(base['majority']['f1'])} "
+        f"| {_fmt(base['majority']['loss'])} |",
+        f"| uniform random | {_fmt(base['uniform']['acc'])} | {_fmt(base['uniform']['f1'])} "
+        f"| {_fmt(base['uniform']['loss'])} |",
+        "",
+        f"Best validation accuracy {_fmt(metrics.get('val/acc_best'))} at epoch {metrics.get('best_epoch', '—')} of "
+        f"{metrics.get('epochs', '—')}; training {_fmt(metrics.get('train_time_s'), 1)} s "
+        f"({_fmt(metrics.get('time_per_epoch_s'), 2)} s/epoch); "
+        f"peak memory {_fmt(metrics.get('peak_memory_mb'), 0)} MB; "
+        f"{metrics.get('params', '—')} parameters.",
+        "",
+        "## Confusion matrix",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "## Per-class scores",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {name} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
+            for name, s in zip(classes, scores, strict=True)
+        ),
+        "",
+        "## Most confused pairs",
+        "",
+        "| true | predicted | count |",
+        "|---|---|---|",
+        *(f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in pairs),
+    ]
+    if has_examples:
+        lines += ["", "## Misclassified examples", "", "![misclassified](misclassified.png)"]
+    return "\n".join(lines) + "\n"

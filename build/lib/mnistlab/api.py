@@ -1,0 +1,94 @@
+"""mnistlab from Python and notebooks: the commands as functions over the same configs.
+
+    from mnistlab import train, sweep, evaluate, predict
+    run = train(["model=cnn", "optim=sgd", "trainer.max_epochs=1"])
+    run["test/acc"], run["run_dir"]
+    result = sweep(["optim=sgd,adam", "seed=1,2,3"])   # the overrides of ``mnistlab-train -m``
+    evaluate([f"ckpt_path={run['run_dir']}/checkpoints/best.ckpt"])
+
+Each call composes the config with Hydra exactly as the command line does (same YAML, same validation, same
+run dir under ``outputs/`` or ``multirun/`` of the current directory, same metrics.json and reports) and returns
+what the run recorded. A bad override raises ``mnistlab.core.errors.MnistlabError`` (a ``ConfigError`` for
+a bad value) with the same one-line message the command prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides, refuse_busy_dirs
+
+
+def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str], multirun: bool = False) -> Any:
+    """Hydra's own run/multirun (run dir, .hydra/ files, job logging, callbacks) on conf/, with our task."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of strings such as ['optim=sgd'], not the string {overrides!r}")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=config_name):
+        hydra = GlobalHydra.instance().hydra
+        assert hydra is not None
+        launch = hydra.multirun if multirun else hydra.run
+        return launch(config_name=config_name, task_function=task, overrides=list(overrides))
+
+
+def _record(run_dir: str | Path) -> dict[str, Any]:
+    from mnistlab.core.files import read_metrics
+
+    record = dict(read_metrics(Path(run_dir)) or {"status": "missing"})
+    record["run_dir"] = str(run_dir)
+    return record
+
+
+def _train_task(cfg: Any) -> Any:
+    from mnistlab.training.pipeline import run_job
+
+    return run_job(cfg)
+
+
+def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """One run, as ``mnistlab-train *overrides``; returns its metrics.json record plus ``run_dir``."""
+    argv = prepare_train_overrides(["mnistlab-train", *overrides])
+    job = _hydra("train", _train_task, argv[1:])
+    return _record(job.hydra_cfg.hydra.runtime.output_dir)
+
+
+def sweep(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A sweep, as ``mnistlab-train -m *overrides`` (``optim=sgd,adam`` sweeps a key): every job runs even
+    when one fails. Returns ``sweep_dir``, the ``report`` path and ``runs`` (each job's record, in job order).
+    """
+    argv = prepare_train_overrides(["mnistlab-train", *overrides])
+    batches = _hydra("train", _train_task, argv[1:], multirun=True) or []
+    jobs = [job for batch in batches for job in batch]
+    runs = [_record(job.hydra_cfg.hydra.runtime.output_dir) for job in jobs]
+    sweep_dir = str(Path(runs[0]["run_dir"]).parent) if runs else None
+    report = Path(sweep_dir, "report.md") if sweep_dir else None
+    return {"sweep_dir": sweep_dir, "report": str(report) if report and report.is_file() else None, "runs": runs}
+
+
+def evaluate(overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """``mnistlab-evaluate *overrides`` (``ckpt_path=…`` is required): the test metrics, the report written
+    into a new run dir (``run_dir``)."""
+    from mnistlab.training.evaluate import evaluate_checkpoint
+
+    refuse_busy_dirs(list(overrides))
+    job = _hydra("evaluate", evaluate_checkpoint, overrides)
+    return {**job.return_value, "run_dir": job.hydra_cfg.hydra.runtime.output_dir}
+
+
+def predict(overrides: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """``mnistlab-predict *overrides`` (``ckpt_path=… inputs=[a.png,digits/]``): one result per image, with an
+    ``error`` key for an image that could not be read."""
+    from mnistlab.serving.predict import predict_files
+
+    return _hydra("predict", predict_files, overrides).return_value
+
+
+def predictor(ckpt_path: str, backend: str = "torch", onnx_path: str | None = None, preprocess: str = "auto") -> Any:
+    """A loaded model for images already in memory: ``predictor(ckpt).predict([PIL images])``."""
+    from mnistlab.serving.inference import Predictor
+
+    return Predictor(ckpt_path, backend, onnx_path, preprocess)

@@ -1,0 +1,29 @@
+"""``python -m mnistlab.evaluate ckpt_path=…``: re-test a checkpoint; prints test/acc, test/f1, test/loss and
+writes the evaluation report (confusion matrix, per-class scores, baselines) into its own run dir."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR
+from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import evaluate` is also the Python function of mnistlab.api
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    from mnistlab.training.evaluate import evaluate_checkpoint
+
+    run_command(lambda: evaluate_checkpoint(cfg))
+
+
+def cli() -> None:
+    """The ``mnistlab-evaluate`` command."""
+    main()
+
+
+if __name__ == "__main__":
+    cli()

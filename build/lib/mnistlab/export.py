@@ -1,0 +1,26 @@
+"""``python -m mnistlab.export ckpt_path=… format=onnx|torchscript``: one file for deployment, checked against
+the checkpoint before it replaces anything."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR
+from mnistlab.core.errors import run_command
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
+def main(cfg: DictConfig) -> None:
+    from mnistlab.serving.export import export
+
+    run_command(lambda: export(cfg))
+
+
+def cli() -> None:
+    """The ``mnistlab-export`` command."""
+    main()
+
+
+if __name__ == "__main__":
+    cli()

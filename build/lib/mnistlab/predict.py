@@ -1,0 +1,32 @@
+"""``python -m mnistlab.predict ckpt_path=… inputs=[a.png,digits/]``: the label and top-3 probabilities of each
+image. An unreadable image is reported on its own line and the others are still predicted; the exit status
+is then 1."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR
+from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import predict` is also the Python function of mnistlab.api
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    from mnistlab.serving.predict import predict_files
+
+    results = run_command(lambda: predict_files(cfg))
+    if any("error" in r for r in results):
+        raise SystemExit(1)
+
+
+def cli() -> None:
+    """The ``mnistlab-predict`` command."""
+    main()
+
+
+if __name__ == "__main__":
+    cli()

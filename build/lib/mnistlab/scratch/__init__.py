@@ -1,0 +1,1 @@
+"""Classifiers in NumPy alone, forward and backward written by hand."""

@@ -1,0 +1,85 @@
+"""``python -m mnistlab.scratch``: NumPy softmax regression (or ``scratch.model=mlp``) on MNIST; saves the ten
+weight rows of the softmax regression as 28×28 images, and metrics.json."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hydra
+import numpy as np
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR, to_plain
+from mnistlab.core.errors import run_command
+from mnistlab.core.fields import validate
+
+
+def run(cfg: DictConfig) -> dict:
+    from mnistlab.core.files import write_json_atomic
+    from mnistlab.data import create_datamodule
+    from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
+
+    validate(cfg, "scratch")
+    datamodule = create_datamodule(to_plain(cfg.data))
+    datamodule.setup("fit")
+    # pixels in [0, 1]; `scratch.standardize=true` subtracts the train mean and divides by the train std
+    mean, std = (datamodule.mean[0], datamodule.std[0]) if cfg.scratch.standardize else (0.0, 1.0)
+
+    def arrays(split: str) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = datamodule.splits[split]
+        x = (images.flatten(1).numpy().astype(np.float32) / 255 - mean) / std
+        return x, labels.numpy()
+
+    (x, y), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
+    s = cfg.scratch
+    if s.model == "mlp":
+        model = MLPNP(x.shape[1], datamodule.num_classes, hidden=int(s.hidden), seed=cfg.seed)
+    else:  # softmax: validate() allows no other
+        model = SoftmaxRegressionNP(x.shape[1], datamodule.num_classes, seed=cfg.seed)
+    start = time.perf_counter()
+    history = train(model, x, y, x_val, y_val, float(s.lr), int(s.batch_size), int(s.epochs), int(s.patience), cfg.seed)
+    p_test, _ = model.forward(x_test)
+    out_dir = Path(cfg.paths.output_dir)
+    result = {
+        "status": "completed",
+        "model": s.model,
+        "test/acc": float((p_test.argmax(1) == y_test).mean()),
+        "test/loss": cross_entropy(p_test, y_test),
+        "epochs": len(history),
+        "train_time_s": round(time.perf_counter() - start, 3),
+        "history": history,
+    }
+    if s.model == "softmax":
+        save_weight_images(model.params["W"], datamodule.classes, out_dir / "softmax_weights.png")
+    write_json_atomic(out_dir / "metrics.json", result)
+    print(f"test/acc: {result['test/acc']:.4f}  test/loss: {result['test/loss']:.4f}  ({len(history)} epochs)")
+    return result
+
+
+def save_weight_images(weights: np.ndarray, classes, path: Path) -> None:
+    """Each class's weight row as a 28×28 image: the 'template' softmax regression learned for it."""
+    from mnistlab.analysis.figures import pyplot, save_figure
+
+    figure, axes = pyplot().subplots(2, 5, figsize=(8, 3.6))
+    for ax, row, name in zip(axes.flat, weights.T, classes, strict=False):
+        limit = np.abs(row).max()
+        ax.imshow(row.reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(name)
+        ax.axis("off")
+    figure.tight_layout()
+    save_figure(figure, path, dpi=100)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scratch")
+def main(cfg: DictConfig) -> None:
+    run_command(lambda: run(cfg))
+
+
+def cli() -> None:
+    """The ``mnistlab-scratch`` command."""
+    main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,25 @@
+"""``python -m mnistlab.serve ckpt_path=… port=8000``: the HTTP API and the drawing page on one port."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR
+from mnistlab.core.errors import run_command
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
+def main(cfg: DictConfig) -> None:
+    from mnistlab.serving.server import serve
+
+    run_command(lambda: serve(cfg))
+
+
+def cli() -> None:
+    """The ``mnistlab-serve`` command."""
+    main()
+
+
+if __name__ == "__main__":
+    cli()

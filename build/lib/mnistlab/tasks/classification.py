@@ -1,0 +1,102 @@
+"""Classification: cross-entropy, torchmetrics accuracy and macro F1, a confusion matrix and misclassified
+examples for the test report."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from mnistlab.tasks.base import ImageTask
+
+
+class ClassificationTask(ImageTask):
+    keep_misclassified = 36
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        args = {"num_classes": int(kwargs["num_classes"]), "validate_args": False}
+        self.train_acc = MulticlassAccuracy(average="micro", **args)
+        self.val_acc, self.test_acc = (
+            MulticlassAccuracy(average="micro", **args),
+            MulticlassAccuracy(average="micro", **args),
+        )
+        self.val_f1, self.test_f1 = (
+            MulticlassF1Score(average="macro", **args),
+            MulticlassF1Score(average="macro", **args),
+        )
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self.test_confusion = MulticlassConfusionMatrix(**args)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits for images in [0, 1], shape ``(N, C, H, W)``."""
+        x = self.normalize(x)
+        if self.channels_last:  # a no-op for one channel; for RGB it keeps the convolutions in NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    @property
+    def expected_initial_loss(self) -> float:
+        return math.log(self.hparams.num_classes)  # ln(C)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.train_acc.update(logits.detach(), labels)
+        self.track_loss(loss.detach())
+        return loss
+
+    def train_epoch_metrics(self) -> dict[str, Tensor]:
+        acc = self.train_acc.compute()
+        self.train_acc.reset()
+        return {"train/acc": acc}
+
+    def _evaluate_batch(self, batch: tuple[Tensor, Tensor], loss: MeanMetric, *metrics: Any) -> Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss.update(F.cross_entropy(logits, labels), weight=len(labels))
+        for metric in metrics:
+            metric.update(logits, labels)
+        return logits
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate_batch(batch, self.val_loss, self.val_acc, self.val_f1)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_validation(
+            {"val/loss": self.val_loss.compute(), "val/acc": self.val_acc.compute(), "val/f1": self.val_f1.compute()}
+        )
+        for metric in (self.val_loss, self.val_acc, self.val_f1):
+            metric.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self._misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
+        self._kept = 0
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        logits = self._evaluate_batch(batch, self.test_loss, self.test_acc, self.test_f1, self.test_confusion)
+        if self._kept < self.keep_misclassified:  # a few examples for the report, taken as they come
+            images, labels = batch
+            wrong = (logits.argmax(1) != labels).nonzero().flatten()[: self.keep_misclassified - self._kept]
+            if len(wrong):
+                self._misclassified.append((images[wrong].cpu(), labels[wrong].cpu(), logits[wrong].argmax(1).cpu()))
+                self._kept += len(wrong)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(
+            {
+                "test/loss": self.test_loss.compute(),
+                "test/acc": self.test_acc.compute(),
+                "test/f1": self.test_f1.compute(),
+            }
+        )
+        misclassified = [torch.cat(parts) for parts in zip(*self._misclassified, strict=True)] if self._kept else []
+        self.test_results = {"confusion": self.test_confusion.compute().cpu(), "misclassified": misclassified}
+        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_confusion):
+            metric.reset()

@@ -1,0 +1,35 @@
+"""``python -m mnistlab.train``: train, test and record one run (or each job of a ``--multirun`` sweep).
+
+The work is ``mnistlab.training.pipeline``; this file is config in → one library call → exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
+from mnistlab.core.errors import run_command
+from mnistlab.core.lazy import callable_command
+
+callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    from mnistlab.training.pipeline import run_job
+
+    return run_command(lambda: run_job(cfg))
+
+
+def cli() -> None:
+    """The ``mnistlab-train`` command: what is checked on the raw command line (busy dirs, ``resume=``, unknown
+    presets) happens before Hydra composes anything."""
+    sys.argv = run_command(lambda: prepare_train_overrides(sys.argv))
+    main()
+
+
+if __name__ == "__main__":
+    cli()

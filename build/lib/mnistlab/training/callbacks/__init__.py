@@ -1,0 +1,20 @@
+"""Lightning callbacks of mnistlab, imported on first use (configs name them as
+``mnistlab.training.callbacks.<Name>``)."""
+
+from mnistlab.core.lazy import lazy_exports
+
+_WHERE = {
+    "ClassDistribution": "diagnostics",
+    "FeatureMaps": "diagnostics",
+    "Filters": "diagnostics",
+    "Histograms": "diagnostics",
+    "ModelGraph": "diagnostics",
+    "SanityChecks": "diagnostics",
+    "TrainingSamples": "diagnostics",
+    "EpochSeed": "epoch_seed",
+    "StoreRunConfig": "run_config",
+    "RunStats": "run_stats",
+    "RunCheckpoint": "checkpoint",
+}
+__all__ = sorted(_WHERE)
+__getattr__ = lazy_exports("mnistlab.training.callbacks", _WHERE)

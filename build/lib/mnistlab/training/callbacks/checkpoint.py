@@ -1,0 +1,43 @@
+"""Lightning's ModelCheckpoint, with restored paths that follow the run dir: a run dir that was moved or
+copied resumes with its own best.ckpt and last.ckpt (Lightning would keep the old absolute best_model_path,
+and forget the best score). Restored paths outside the checkpoint folder are dropped: Lightning deletes the
+files it rotates out, and a checkpoint is data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
+def relocate(path: str, old_dir: str, new_dir: str) -> str:
+    """``path`` inside ``old_dir`` → the same file name inside ``new_dir`` (other paths unchanged)."""
+    if path and old_dir and Path(path).parent == Path(old_dir):
+        return str(Path(new_dir) / Path(path).name)
+    return path
+
+
+class RunCheckpoint(ModelCheckpoint):
+    @property
+    def state_key(self) -> str:
+        """ModelCheckpoint's own key, so checkpoints written with Lightning's class restore their best score."""
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def _inside(self, path: Any) -> bool:
+        return isinstance(path, str) and bool(path) and Path(path).resolve().parent == Path(self.dirpath).resolve()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old_dir = state_dict.get("dirpath")
+        state_dict = dict(state_dict, dirpath=self.dirpath)
+        for key in PATH_KEYS:
+            path = relocate(state_dict.get(key) or "", old_dir, self.dirpath) if old_dir else state_dict.get(key)
+            state_dict[key] = path if self._inside(path) else ""
+        best_k = {
+            relocate(k, old_dir, self.dirpath) if old_dir else k: v
+            for k, v in (state_dict.get("best_k_models") or {}).items()
+        }
+        state_dict["best_k_models"] = {k: v for k, v in best_k.items() if self._inside(k)}
+        super().load_state_dict(state_dict)

@@ -1,0 +1,54 @@
+"""Testing a checkpoint again on the data it was trained on, and the test report both training and
+re-testing write (confusion matrix, per-class scores, baselines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnistlab.core.config import build, to_plain
+from mnistlab.core.errors import ConfigError
+from mnistlab.core.fields import validate
+from mnistlab.core.files import write_json_atomic
+
+
+def write_test_report(out_dir: Path, module: Any, datamodule: Any, record: dict[str, Any], writers: Any = ()) -> dict:
+    """The run report of the last ``trainer.test`` (rank 0); returns its scalars for metrics.json."""
+    from mnistlab.analysis.run_report import write_evaluation
+
+    labels = datamodule.class_labels("train"), datamodule.class_labels("test")
+    return write_evaluation(out_dir, module.test_results, module.report_classes, *labels, record, writers)
+
+
+def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update``'s values, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Test ``cfg.ckpt_path`` on the test split of its own data config (``data.*`` on the command line
+    overrides it); write ``evaluation.json`` and the report into the run dir; print the main metrics."""
+    from mnistlab.data import create_datamodule
+    from mnistlab.tasks.checkpoint import load_task, stored_data
+
+    validate(cfg, "evaluate")
+    module, checkpoint = load_task(cfg.ckpt_path)
+    saved = stored_data(checkpoint)
+    if not saved:
+        raise ConfigError(f"ckpt_path={cfg.ckpt_path} holds no data config; it was not written by mnistlab.train")
+    datamodule = create_datamodule(merged({**saved, "data_dir": cfg.paths.data_dir}, to_plain(cfg.data) or {}))
+    trainer = build(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
+    (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
+    out_dir = Path(cfg.paths.output_dir)
+    result = {"ckpt_path": str(Path(cfg.ckpt_path).resolve()), **{k: float(v) for k, v in metrics.items()}}
+    datamodule.setup("fit")  # the baselines need the train split's labels
+    result.update(write_test_report(out_dir, module, datamodule, result))
+    write_json_atomic(out_dir / "evaluation.json", result)
+    for key in ("test/acc", "test/f1", "test/loss"):
+        print(f"{key}: {result[key]:.4f}")
+    return result

@@ -1,0 +1,291 @@
+"""One training run: compose → validate → build data, task and trainer → LR finder → fit → test on the best
+checkpoint → ``metrics.json``. Heavy imports (torch, Lightning) happen inside, so ``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnistlab.core.config import build, build_all, settle_run_config, to_plain
+from mnistlab.core.errors import first_line, user_error
+from mnistlab.core.fields import validate
+from mnistlab.core.files import METRICS_FILE, is_rank_zero, read_metrics, write_json_atomic
+
+log = logging.getLogger("mnistlab.train")
+
+
+@dataclass
+class Run:
+    """What one run is made of, built from the composed command-line config."""
+
+    cfg: DictConfig
+    out_dir: Path
+    datamodule: Any
+    module: Any
+    trainer: Any
+    loggers: list[Any]
+    run_stats: Any
+
+
+def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
+    from mnistlab.training.callbacks import EpochSeed, RunStats, StoreRunConfig
+
+    callbacks = build_all(cfg.callbacks)
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning refuses a progress bar it was told not to use
+        from lightning.pytorch.callbacks import ProgressBar
+
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
+
+
+def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
+    """The data (set up: the task needs its input shape, classes and train statistics), the task with the
+    registered model, the loggers and the trainer."""
+    from mnistlab.data import create_datamodule
+    from mnistlab.tasks import task_class
+    from mnistlab.training.callbacks import RunStats
+    from mnistlab.training.checkpoint_io import AtomicCheckpointIO
+
+    datamodule = create_datamodule(to_plain(cfg.data))
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    model = to_plain(cfg.model)
+    module = task_class(model)(
+        model=model,
+        optim=to_plain(cfg.optim),
+        scheduler=to_plain(cfg.scheduler),
+        input_shape=list(datamodule.input_shape),
+        num_classes=datamodule.num_classes,
+        mean=datamodule.mean,
+        std=datamodule.std,
+        classes=list(datamodule.classes),
+        channels_last=bool(cfg.speed.channels_last),
+        compile=bool(cfg.speed.compile),
+    )
+    if cfg.ckpt_path and not cfg.resume:
+        load_weights(module, str(cfg.ckpt_path))
+    loggers = build_all(cfg.logger)
+    callbacks = build_callbacks(cfg, progress)
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    run_stats = next(c for c in callbacks if isinstance(c, RunStats))
+    return Run(cfg, Path(cfg.paths.output_dir), datamodule, module, trainer, loggers, run_stats)
+
+
+def load_weights(module: Any, ckpt_path: str) -> None:
+    """Fine-tuning: the network's weights from a checkpoint; optimizer, schedule, epoch counter, best score and
+    the normalization statistics stay those of the new run."""
+    from mnistlab.tasks.checkpoint import read_checkpoint
+
+    state = read_checkpoint(ckpt_path)["state_dict"]
+    module.net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    log.info("fine-tuning from the weights of %s (fresh optimizer, schedule and epoch counter)", ckpt_path)
+
+
+def fit(run: Run, record: dict[str, Any]) -> str | None:
+    """LR finder (when asked), HParams, fit; records what fit reached; returns the best checkpoint's path."""
+    from hydra.core.hydra_config import HydraConfig
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from mnistlab.training.hparams import log_hparams, sweep_hparams
+
+    cfg, module, trainer = run.cfg, run.module, run.trainer
+    if cfg.tune.lr_find:
+        from mnistlab.training.lr_finder import find_lr
+
+        record["lr_find/suggestion"] = find_lr(trainer, module, run.datamodule, cfg.tune, run.out_dir)
+        log.info("LR finder suggests %s; training with lr=%s", record["lr_find/suggestion"], module.lr)
+    record["hparams"] = sweep_hparams(cfg, HydraConfig.get().runtime.choices, module.lr)
+    if not cfg.resume:  # a resumed run keeps its first HParams session: one row per run
+        log_hparams(run.loggers, record["hparams"])
+    restore = str(cfg.ckpt_path) if cfg.resume else None  # a fine-tune took the weights alone (build_run)
+    trainer.fit(module, datamodule=run.datamodule, ckpt_path=restore, weights_only=True)
+    record["val_curve"] = list(module.val_history)  # before testing loads the best checkpoint's history
+    if module.val_history:
+        record["best_epoch"] = module.val_history.index(max(module.val_history)) + 1
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    best_score = checkpoint.best_model_score if checkpoint is not None else None
+    if best_score is None:
+        best_score = trainer.callback_metrics.get("val/acc_best")
+    record["val/acc_best"] = float(best_score) if best_score is not None else None
+    record.update(run.run_stats.summary(module.device))
+    for callback in trainer.callbacks:
+        record.update(getattr(callback, "results", {}))  # sanity checks
+    record.update(
+        params=sum(p.numel() for p in module.net.parameters()),
+        lr=module.lr,
+        best_checkpoint=_relative(best, run.out_dir),
+    )
+    return best
+
+
+def _relative(path: str | None, folder: Path) -> str | None:
+    """``path`` relative to the run dir when it lies inside, else as it is."""
+    if not path:
+        return None
+    return (
+        str(Path(path).resolve().relative_to(folder.resolve()))
+        if Path(path).resolve().is_relative_to(folder.resolve())
+        else path
+    )
+
+
+def test(run: Run, best: str | None, record: dict[str, Any]) -> None:
+    """Test the best checkpoint; write the run report on rank 0."""
+    from mnistlab.analysis.figures import tensorboard_writers
+    from mnistlab.training.evaluate import write_test_report
+
+    start = time.perf_counter()
+    (metrics,) = run.trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
+    record.update({k: float(v) for k, v in metrics.items()})
+    record["test_time_s"] = round(time.perf_counter() - start, 3)
+    if run.trainer.is_global_zero:
+        writers = tensorboard_writers(run.loggers)
+        record.update(write_test_report(run.out_dir, run.module, run.datamodule, record, writers))
+
+
+def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train, test and record one run in ``paths.output_dir``; returns what metrics.json holds.
+
+    ``record`` collects the results as they come, so that a failure can still report what was reached.
+    """
+    record = {} if record is None else record
+    validate(cfg)
+    out_dir = Path(cfg.paths.output_dir)
+    previous = read_metrics(out_dir)
+    if cfg.skip_completed and previous and previous.get("status") == "completed":
+        log.info("skipping %s: it completed before (skip_completed=true)", out_dir)
+        return previous
+    from mnistlab.tasks import check_names
+
+    check_names(to_plain(cfg.model), to_plain(cfg.optim), to_plain(cfg.scheduler))  # before any data is read
+    if cfg.resume:
+        check_resume(cfg, out_dir)
+    elif cfg.ckpt_path:
+        from mnistlab.tasks.checkpoint import check_same_architecture
+
+        check_same_architecture(str(cfg.ckpt_path), to_plain(cfg.model))
+
+    import lightning as L
+
+    # Lightning prints through its own handler as well as Hydra's: keep Hydra's (console + train.log)
+    lightning_log = logging.getLogger("lightning.pytorch")
+    lightning_log.handlers.clear()
+    lightning_log.propagate = True
+    started = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run = build_run(cfg, record)
+    settle_run_config(out_dir, started=True)
+    record["status"] = "running"
+    best = fit(run, record)
+    if cfg.test:
+        test(run, best, record)
+    record.update(status="completed", wall_time_s=round(time.perf_counter() - started, 3), finished_at=time.time())
+    if run.trainer.is_global_zero:
+        write_json_atomic(out_dir / METRICS_FILE, record)
+    test_acc = record.get("test/acc")
+    log.info(
+        "val/acc_best=%s test/acc=%s in %s epochs (%.1f s); results in %s",
+        f"{record['val/acc_best']:.4f}" if record["val/acc_best"] is not None else "—",
+        f"{test_acc:.4f}" if test_acc is not None else "—",
+        record["epochs"],
+        record["train_time_s"],
+        out_dir,
+    )
+    return record
+
+
+def check_resume(cfg: DictConfig, out_dir: Path) -> None:
+    """``resume`` comes from ``resume=<run dir>`` on the command line (which also sets the run dir and its
+    last.ckpt); the run's architecture, optimizer and scheduler stay what they were."""
+    from mnistlab.core.errors import ConfigError
+    from mnistlab.tasks.checkpoint import check_same_architecture, check_same_optimization
+
+    run = Path(str(cfg.resume)).resolve()
+    if run != out_dir.resolve() or Path(str(cfg.ckpt_path or "")).resolve() != run / "checkpoints" / "last.ckpt":
+        raise ConfigError("resume is set only as resume=<run dir> on the command line of mnistlab.train")
+    saved = check_same_architecture(str(cfg.ckpt_path), to_plain(cfg.model))
+    check_same_optimization(str(run), saved, to_plain(cfg.optim), to_plain(cfg.scheduler))
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """A run as a job of Hydra: returns ``val/acc_best`` for sweepers (Optuna maximizes it).
+
+    The run dir is locked for the run (a second writer is refused at once; in a sweep with skip_completed=true
+    a busy job is left to the process that runs it). In a sweep, a failed job (bad value, NaN loss, crash) is
+    recorded in its metrics.json and the sweep goes on; the SweepSummary callback counts the failures at the
+    end. A single run raises (one line for a user error, a traceback for a bug) after recording the failure.
+    SIGTERM or Ctrl-C records ``interrupted`` and how far the run got, closes the sweep's books, and ends the
+    process with 128 + the signal's number.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from mnistlab.core.errors import BusyError, Interrupted, signals_interrupt
+    from mnistlab.core.files import dir_lock
+
+    hydra = HydraConfig.get()
+    in_sweep = hydra.mode == RunMode.MULTIRUN
+    out_dir = Path(cfg.paths.output_dir)
+    record: dict[str, Any] = {}
+    try:
+        with signals_interrupt(), _lock_unless_other_rank(out_dir, dir_lock):
+            return train(cfg, record).get("val/acc_best")
+    except BusyError as busy:
+        if in_sweep and cfg.skip_completed:
+            log.info("skipping %s: %s", out_dir, busy)
+            return None
+        raise
+    except Interrupted as stop:
+        settle_run_config(out_dir, started=False)
+        record_failure(cfg, record, stop, status="interrupted")
+        if in_sweep:
+            from mnistlab.training.sweep import close_sweep
+
+            close_sweep(Path(hydra.sweep.dir))
+        raise
+    except Exception as raised:
+        settle_run_config(out_dir, started=False)
+        err = user_error(raised)
+        record_failure(cfg, record, err or raised)
+        if not in_sweep:
+            raise
+        if err is None:  # a bug or a crash: the traceback matters
+            log.exception("job failed; the sweep goes on")
+        else:
+            log.error("%s", err)
+        return None
+
+
+def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
+    """Rank 0 holds the run dir; the other DDP ranks write nothing there of their own."""
+    import contextlib
+
+    return dir_lock(out_dir) if is_rank_zero() else contextlib.nullcontext()
+
+
+def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: str = "failed") -> None:
+    """metrics.json says ``failed`` (or ``interrupted``), why, and what the run had reached (rank 0 only). A
+    completed record is never replaced: a failed resume or fine-tune of a finished run keeps its results."""
+    if not is_rank_zero():
+        return
+    out_dir = Path(cfg.paths.output_dir)
+    previous = read_metrics(out_dir)
+    started = "status" in record  # set once the run is built and about to fit
+    if previous and (previous.get("status") == "completed" or (cfg.resume and not started)):
+        log.error("%s: %s; the run's metrics.json (%s) is kept", status, first_line(err), previous.get("status"))
+        return
+    reason = f"{type(err).__name__}: {first_line(err, 1000)}"
+    if status == "interrupted":
+        last = out_dir / "checkpoints" / "last.ckpt"
+        reason = f"{err} after {record.get('epochs', 0)} finished epochs"
+        record["resume_with"] = f"resume={out_dir}" if last.is_file() else None
+    write_json_atomic(
+        out_dir / METRICS_FILE, {**record, "status": status, "reason": reason, "finished_at": time.time()}
+    )
