@@ -27,6 +27,7 @@ FLAGS = [
 
 if CHROMIUM is None and os.environ.get("MNISTLAB_REQUIRE_BROWSER"):  # set by .ci/run: CI must run this test
     raise RuntimeError("MNISTLAB_REQUIRE_BROWSER is set but no chromium is on PATH (apt-get install chromium)")
+pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium on PATH: install Debian's `chromium` package (.ci/run does)"
 )
