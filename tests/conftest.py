@@ -174,3 +174,12 @@ def serving(ckpt: Path, *args: str) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip a test when an optional extra it uses is not installed (a core install runs the core tests)."""
+    from mnistlab.core.extras import EXTRA_OF, installed
+
+    missing = [m for m in modules if not installed(m)]
+    extras = ", ".join(sorted({f"[{EXTRA_OF.get(m, 'all')}]" for m in missing}))
+    return pytest.mark.skipif(bool(missing), reason=f"the {extras} extra is not installed")

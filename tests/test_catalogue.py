@@ -7,7 +7,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, write_checkpoint
+from conftest import needs, run_cli, write_checkpoint
 
 GOOD_CKPT = "{ckpt}"  # replaced by a real checkpoint's path in the test
 CASES: list[tuple[str, list[str], str]] = [
@@ -136,7 +136,18 @@ def test_the_catalogue_is_large():
     }
 
 
-@pytest.mark.parametrize(("command", "args", "expected"), CASES, ids=[f"{c} {' '.join(a)}" for c, a, _ in CASES])
+def _case(command: str, args: list[str], expected: str) -> object:
+    """Serving and ONNX cases run where their extra is installed (the error is the extra's otherwise)."""
+    if command == "serve":
+        return pytest.param(command, args, expected, marks=needs("fastapi", "uvicorn", "multipart", "fastapi_offline"))
+    if "backend=onnx" in args:
+        return pytest.param(command, args, expected, marks=needs("onnxruntime"))
+    return (command, args, expected)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "expected"), [_case(*c) for c in CASES], ids=[f"{c} {' '.join(a)}" for c, a, _ in CASES]
+)
 def test_bad_input_is_one_line(command, args, expected, place, tiny_data, tmp_path):
     before = _fingerprint(place)
     ckpt = str(place / "good.ckpt")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, run_cli
+from conftest import FAST, needs, run_cli
 from torch import nn
 
 from mnistlab.core.errors import DataError
@@ -48,6 +48,7 @@ def tiny_imagenet(tmp_path_factory) -> Path:
     return make_tiny_imagenet(tmp_path_factory.mktemp("hf"))
 
 
+@needs("datasets")
 def test_tiny_imagenet_splits_cache_and_grayscale(tiny_imagenet, tmp_path):
     dm = TinyImageNetDataModule(hf_path=str(tiny_imagenet), data_dir=str(tmp_path), test_size=200, batch_size=50)
     dm.setup("fit")
@@ -66,6 +67,7 @@ def test_tiny_imagenet_splits_cache_and_grayscale(tiny_imagenet, tmp_path):
     assert torch.equal(again.splits["val"][1], dm.splits["val"][1])
 
 
+@needs("datasets")
 def test_hf_path_may_be_parquet_files(tiny_imagenet, tmp_path):
     import datasets
 
@@ -75,12 +77,14 @@ def test_hf_path_may_be_parquet_files(tiny_imagenet, tmp_path):
     assert set(dataset) == {"train", "validation"} and len(dataset["train"]) == 600  # datasets renames valid
 
 
+@needs("datasets")
 def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match=r"could not be loaded .*point data\.hf_path at a local copy"):
         TinyImageNetDataModule(hf_path="someone/not-here", data_dir=str(tmp_path)).setup("fit")
 
 
+@needs("datasets")
 def test_tiny_imagenet_trains_end_to_end_through_the_cli(tiny_imagenet, tmp_path):
     run_cli(
         "mnistlab.train",

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, serving, write_checkpoint, write_idx, write_tiny_dataset
+from conftest import FAST, REPO, needs, run_cli, serving, write_checkpoint, write_idx, write_tiny_dataset
 from PIL import Image
 from test_robustness import metrics
 
@@ -157,6 +157,7 @@ def huge_16bit_png() -> bytes:
     return buffer.getvalue()
 
 
+@needs("fastapi", "uvicorn", "multipart")
 def test_health_answers_while_huge_decodes_run(tmp_path):
     import httpx
 

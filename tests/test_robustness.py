@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, write_tiny_dataset
+from conftest import FAST, REPO, needs, run_cli, write_tiny_dataset
 from tb import hparams_sessions
 
 TESTS = str(Path(__file__).parent)
@@ -245,6 +245,7 @@ def test_joblib_parallel_sweep(tiny_data, tmp_path):
     assert {metrics(tmp_path / str(i))["hparams"]["optim"] for i in range(2)} == {"sgd", "adam"}
 
 
+@needs("optuna", "hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_is_stored_in_the_sweep_dir_and_resumes(tiny_data, tmp_path):
     import optuna
 

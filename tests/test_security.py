@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli, write_checkpoint
+from conftest import FAST, REPO, needs, run_cli, write_checkpoint
 
 WRITE = {"_target_": "pathlib.Path.write_text", "data": "pwned"}
 
@@ -40,7 +40,9 @@ COMMANDS = {
 
 
 @pytest.mark.parametrize("where", ["data", "model", "optim"])
-@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize(
+    "command", [pytest.param(c, marks=needs("fastapi", "uvicorn")) if c == "serve" else c for c in COMMANDS]
+)
 def test_a_checkpoint_asking_for_code_is_refused_by_every_command(command, where, tiny_data, tmp_path):
     marker = tmp_path / "pwned"
     ckpt = evil_checkpoint(tmp_path / "evil.ckpt", marker, where)

@@ -18,9 +18,23 @@ def pyplot() -> Any:
     return plt
 
 
-def tensorboard_writers(loggers: Sequence[Any]) -> list[Any]:
-    """The SummaryWriters among Lightning loggers (those that can take images)."""
-    return [logger.experiment for logger in loggers if hasattr(logger.experiment, "add_image")]
+class _AtStep:
+    """A SummaryWriter whose images default to ``step``: a run's report figures sit at the step of the metrics
+    they belong to (its last training step), not at 0."""
+
+    def __init__(self, writer: Any, step: int) -> None:
+        self.writer, self.step = writer, step
+
+    def add_image(self, tag: str, image: Any, global_step: int | None = None, **kwargs: Any) -> None:
+        self.writer.add_image(tag, image, global_step=self.step if global_step is None else global_step, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # add_histogram, add_graph… as the writer has them
+        return getattr(self.writer, name)
+
+
+def tensorboard_writers(loggers: Sequence[Any], step: int = 0) -> list[Any]:
+    """The SummaryWriters among Lightning loggers (those that can take images), logging at ``step``."""
+    return [_AtStep(logger.experiment, step) for logger in loggers if hasattr(logger.experiment, "add_image")]
 
 
 def save_figure(
@@ -38,5 +52,5 @@ def save_figure(
     if path is not None:
         Image.fromarray(rgb).save(path, optimize=False)
     for writer in writers if tag else ():
-        writer.add_image(tag, rgb, global_step=0, dataformats="HWC")
+        writer.add_image(tag, rgb, dataformats="HWC")
     pyplot().close(figure)

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
+from mnistlab.core.factors import current_run_label
 from mnistlab.core.files import dir_busy, is_rank_zero
 
 # The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
@@ -48,6 +49,9 @@ BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not starte
 for _name in ("mnistlab_cwd", "mnistlab_root"):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, lambda: str(Path.cwd()))
+# logger.tensorboard.version: a sweep job's TensorBoard run is named by its swept choices (optim=adam,…)
+if not OmegaConf.has_resolver("mnistlab_run_label"):
+    OmegaConf.register_new_resolver("mnistlab_run_label", current_run_label)
 
 
 def build(section: Any, **kwargs: Any) -> Any:

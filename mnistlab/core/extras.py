@@ -44,4 +44,5 @@ def require(feature: str, *modules: str) -> None:
         extras = sorted({EXTRA_OF.get(m, "all") for m in missing})
         names = ", ".join(m.rsplit(".", 1)[-1] for m in missing)
         install = " ".join(f"'mnistlab[{e}]'" for e in extras)
-        raise MissingExtraError(f"{feature} needs {names}, which is not installed: pip install {install}")
+        verb = "is" if len(missing) == 1 else "are"
+        raise MissingExtraError(f"{feature} needs {names}, which {verb} not installed: pip install {install}")

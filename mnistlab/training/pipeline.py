@@ -72,7 +72,18 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
         load_weights(module, str(cfg.ckpt_path))
     loggers = build_all(cfg.logger)
     callbacks = build_callbacks(cfg, progress)
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()])
+    # Lightning's summary table lists every metric object and a FLOPs column; ours is one line
+    trainer = build(
+        cfg.trainer,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=[AtomicCheckpointIO()],
+        enable_model_summary=False,
+    )
+    if cfg.trainer.get("enable_model_summary", True):
+        from mnistlab.training.console import model_summary
+
+        log.info(model_summary(str(model["name"]), module.net))
     run_stats = next(c for c in callbacks if isinstance(c, RunStats))
     return Run(cfg, Path(cfg.paths.output_dir), datamodule, module, trainer, loggers, run_stats)
 
@@ -92,7 +103,7 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from mnistlab.training.hparams import log_hparams, sweep_hparams
+    from mnistlab.training.hparams import log_hparams, single_run_columns, sweep_hparams
 
     cfg, module, trainer = run.cfg, run.module, run.trainer
     if cfg.tune.lr_find:
@@ -100,9 +111,12 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
 
         record["lr_find/suggestion"] = find_lr(trainer, module, run.datamodule, cfg.tune, run.out_dir)
         log.info("LR finder suggests %s; training with lr=%s", record["lr_find/suggestion"], module.lr)
-    record["hparams"] = sweep_hparams(cfg, HydraConfig.get().runtime.choices, module.lr)
+    hydra = HydraConfig.get()
+    extra, chosen = _hparam_keys(hydra)
+    record["hparams"] = sweep_hparams(cfg, hydra.runtime.choices, module.lr, extra)
     if not cfg.resume:  # a resumed run keeps its first HParams session: one row per run
-        log_hparams(run.loggers, record["hparams"])
+        columns = None if chosen is None else single_run_columns(record["hparams"], chosen)
+        log_hparams(run.loggers, record["hparams"], columns)
     restore = str(cfg.ckpt_path) if cfg.resume else None  # a fine-tune took the weights alone (build_run)
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=restore, weights_only=True)
     record["val_curve"] = list(module.val_history)  # before testing loads the best checkpoint's history
@@ -123,6 +137,36 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
         best_checkpoint=_relative(best, run.out_dir),
     )
     return best
+
+
+def _hparam_keys(hydra: Any) -> tuple[list[str], list[str] | None]:
+    """In a sweep: the swept keys without a column of their own (and no single-run columns); in a single run:
+    no extra keys, and the columns its command line set."""
+    from hydra.types import RunMode
+
+    from mnistlab.core.factors import NOT_FACTORS, hparam_name, read_swept
+    from mnistlab.training.hparams import BASE_TYPES
+
+    if hydra.mode == RunMode.MULTIRUN:
+        swept = read_swept(Path(hydra.sweep.dir)) or {}
+        return [hparam_name(k) for k in swept if hparam_name(k) not in BASE_TYPES], None
+    keys = [o.partition("=")[0].lstrip("+~") for o in hydra.overrides.task]
+    return [], [hparam_name(k) for k in keys if not k.startswith(NOT_FACTORS)]
+
+
+def _first_job_of_process() -> bool:
+    """A single run, or the first job a sweep process runs: the config tree is printed once, not per job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hydra = HydraConfig.get()
+    global _tree_printed
+    first = hydra.mode != RunMode.MULTIRUN or not _tree_printed
+    _tree_printed = True
+    return first and is_rank_zero()
+
+
+_tree_printed = False
 
 
 def _relative(path: str | None, folder: Path) -> str | None:
@@ -146,7 +190,7 @@ def test(run: Run, best: str | None, record: dict[str, Any]) -> None:
     record.update({k: float(v) for k, v in metrics.items()})
     record["test_time_s"] = round(time.perf_counter() - start, 3)
     if run.trainer.is_global_zero:
-        writers = tensorboard_writers(run.loggers)
+        writers = tensorboard_writers(run.loggers, step=run.trainer.global_step)
         record.update(write_test_report(run.out_dir, run.module, run.datamodule, record, writers))
 
 
@@ -174,10 +218,11 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
 
     import lightning as L
 
-    # Lightning prints through its own handler as well as Hydra's: keep Hydra's (console + train.log)
-    lightning_log = logging.getLogger("lightning.pytorch")
-    lightning_log.handlers.clear()
-    lightning_log.propagate = True
+    from mnistlab.training.console import print_config_tree, quiet_console
+
+    quiet_console()
+    if _first_job_of_process():
+        print_config_tree(cfg)
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     run = build_run(cfg, record)

@@ -19,21 +19,44 @@ log = logging.getLogger("mnistlab.sweep")
 
 
 def summarize(sweep_dir: Path) -> int:
-    """Write the sweep report and print who failed and how many completed; returns the number not completed.
-    Called when a multirun ends, and when a signal interrupts one."""
+    """Write the sweep report and end with who won, where the report is and who failed; returns the number
+    not completed. Called when a multirun ends, and when a signal interrupts one."""
+    report = None
     try:
         from mnistlab.analysis.sweep_report import write_report
 
-        log.info("sweep report: %s", write_report(sweep_dir))
+        report = write_report(sweep_dir)
     except Exception:  # the report must never cost the sweep its exit status
         log.exception("the sweep report could not be written")
     statuses = sweep_statuses(sweep_dir)
     failed = {name: m for name, m in statuses.items() if m.get("status") != "completed"}
     for name, metrics in failed.items():
         log.error("job %s %s: %s", name, metrics.get("status"), metrics.get("reason", ""))
+    best = _best(sweep_dir)
+    if best:
+        print(best, flush=True)
+    if report is not None:
+        print(f"report: {report.resolve()}", flush=True)
     completed = len(statuses) - len(failed)
     print(f"{completed} of {len(statuses)} runs completed, {len(failed)} failed; in {sweep_dir}", flush=True)
     return len(failed)
+
+
+def _best(sweep_dir: Path) -> str | None:
+    """``best: optim=adam,model.norm=batch (job 3): val/acc_best 0.9921, test/acc 0.9918``, selected on
+    validation."""
+    from mnistlab.analysis.runs import load_runs
+    from mnistlab.core.factors import read_swept, run_label
+
+    runs = [r for r in load_runs(sweep_dir) if r["metrics"].get("status") == "completed"]
+    runs = [r for r in runs if isinstance(r["metrics"].get("val/acc_best"), int | float)]
+    if not runs:
+        return None
+    best = max(runs, key=lambda r: r["metrics"]["val/acc_best"])
+    label = run_label(best["overrides"], list(read_swept(sweep_dir) or {})) or " ".join(best["overrides"])
+    test = best["metrics"].get("test/acc")
+    test_text = f", test/acc {test:.4f}" if isinstance(test, int | float) else ""
+    return f"best: {label} (job {best['job']}): val/acc_best {best['metrics']['val/acc_best']:.4f}{test_text}"
 
 
 def close_sweep(sweep_dir: Path) -> int:
@@ -45,6 +68,19 @@ def close_sweep(sweep_dir: Path) -> int:
     return failed
 
 
+def _write_factors(config: DictConfig, sweep_dir: Path) -> None:
+    """sweep.json (what the sweep varies, for its jobs and its report) and the HParams tab's one experiment."""
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.factors import write_sweep_file
+    from mnistlab.training.hparams import write_sweep_experiment
+
+    overrides = [str(o) for o in config.hydra.overrides.task]
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params else {}
+    write_sweep_experiment(sweep_dir, write_sweep_file(sweep_dir, overrides, params))
+
+
 class SweepSummary(Callback):
     """Holds the sweep dir for the sweep (a second sweep into it is refused, unless skip_completed=true shares
     it by design), and closes the books at the end: the report, the failures, a non-zero exit status."""
@@ -53,6 +89,7 @@ class SweepSummary(Callback):
         # the sweep dir must exist before the sweeper opens anything in it (Optuna's SQLite study)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        _write_factors(config, sweep_dir)
         if not config.get("skip_completed"):
             from mnistlab.core.errors import BusyError, exit_with
             from mnistlab.core.files import acquire_dir

@@ -14,6 +14,8 @@ _WHERE = {
     "EpochSeed": "epoch_seed",
     "StoreRunConfig": "run_config",
     "RunStats": "run_stats",
+    "RunProgressBar": "progress",
+    "LearningRate": "learning_rate",
     "RunCheckpoint": "checkpoint",
 }
 __all__ = sorted(_WHERE)

@@ -5,17 +5,35 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 
+STATUS = Path("/proc/self/status")
 
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA max allocated on a GPU; the process's peak resident set on the CPU."""
+
+def reset_peak_rss() -> bool:
+    """Start the process's resident-set high-water mark (VmHWM) afresh, so that a job in a sweep measures its
+    own peak and not the largest of the jobs before it (Linux: ``5`` into /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(device: torch.device, rss_reset: bool) -> tuple[float, str]:
+    """The job's peak memory in MiB and what it measures."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20, "CUDA memory allocated by tensors, this job"
+    if rss_reset and STATUS.is_file():
+        for line in STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10, "resident set of the process, this job (data, model, buffers)"
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    return peak_mb, "resident set of the process since it started (this job and any before it)"
 
 
 class RunStats(L.Callback):
@@ -27,6 +45,7 @@ class RunStats(L.Callback):
         self.epochs = 0  # finished epochs of the whole run, a resumed one included
         self._epochs_timed = 0
         self._start: float | None = None
+        self._rss_reset = reset_peak_rss()  # built at the start of a job, before its data is loaded
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if pl_module.device.type == "cuda":
@@ -45,10 +64,12 @@ class RunStats(L.Callback):
             self.train_time_s += time.perf_counter() - self._start
             self._start = None
 
-    def summary(self, device: torch.device) -> dict[str, float | int]:
+    def summary(self, device: torch.device) -> dict[str, float | int | str]:
+        peak_mb, measures = peak_memory(device, self._rss_reset)
         return {
             "epochs": self.epochs,
             "train_time_s": round(self.train_time_s, 3),
             "time_per_epoch_s": round(self.train_time_s / self._epochs_timed, 3) if self._epochs_timed else None,
-            "peak_memory_mb": round(peak_memory_mb(device), 1),
+            "peak_memory_mb": round(peak_mb, 1),
+            "peak_memory": measures,
         }

@@ -1,0 +1,110 @@
+"""What a sweep varies: the keys its command line (or its preset's ``hydra.sweeper.params``) sweeps, with their
+values. Written once per sweep into ``<sweep dir>/sweep.json`` (data: names and values, never code), read by its
+jobs (TensorBoard run names, the HParams row) and by the sweep report (its factors)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mnistlab.core.files import write_json_atomic
+
+SWEEP_FILE = "sweep.json"
+# an override's key → the name of its column in the HParams row (keys not listed keep their own name)
+HPARAM_OF = {
+    "data.dataset": "data",
+    "model.norm": "norm",
+    "model.dropout": "dropout",
+    "model.activation": "activation",
+    "model.init": "init",
+    "optim.lr": "lr",
+    "optim.weight_decay": "weight_decay",
+    "data.batch_size": "batch_size",
+    "trainer.precision": "precision",
+    "data.fold": "fold",
+    "data.permute_pixels": "permute_pixels",
+}
+NOT_FACTORS = ("hydra.", "hydra/", "paths.", "skip_completed")  # where a sweep runs, not what it compares
+
+
+def hparam_name(key: str) -> str:
+    return HPARAM_OF.get(key, key)
+
+
+def _values(override: Any) -> list[Any]:
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):  # a searched range: continuous, no fixed levels
+        return [float(sweep.start), float(sweep.end)]
+    return list(override.sweep_iterator())
+
+
+def swept(overrides: list[str], sweeper_params: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Override key → its swept values, for the overrides (and sweeper params) that sweep (``a=1,2``,
+    ``range(…)``, ``choice(…)``, ``interval(…)``), in command-line order."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    texts = [*overrides, *(f"{key}={value}" for key, value in (sweeper_params or {}).items())]
+    result: dict[str, list[Any]] = {}
+    for override in OverridesParser.create().parse_overrides(texts):
+        key = override.key_or_group
+        if override.is_sweep_override() and not key.startswith(NOT_FACTORS):
+            result[key] = _values(override)
+    return result
+
+
+def write_sweep_file(sweep_dir: Path, overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict:
+    factors = swept(overrides, sweeper_params)
+    write_json_atomic(
+        Path(sweep_dir) / SWEEP_FILE, {"swept": {k: [_plain(v) for v in vs] for k, vs in factors.items()}}
+    )
+    return factors
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, bool | int | float | str) or value is None else str(value)
+
+
+def read_swept(sweep_dir: Path) -> dict[str, list[Any]] | None:
+    """The sweep's swept keys and values from its sweep.json; None when there is none or it is not readable."""
+    try:
+        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    factors = data.get("swept") if isinstance(data, dict) else None
+    if not isinstance(factors, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in factors.items()):
+        return None
+    return factors
+
+
+def run_label(job_overrides: list[str], swept_keys: list[str]) -> str:
+    """A job's swept choices as ``optim=adam,model.norm=batch`` (its TensorBoard run name and its legend)."""
+    chosen = {}
+    for override in job_overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        if sep and key in swept_keys:
+            chosen[key] = value
+    label = ",".join(f"{key}={chosen[key]}" for key in swept_keys if key in chosen)
+    return label.replace("/", "_")[:150]
+
+
+def current_run_label() -> str:
+    """The TensorBoard run (a folder of the run dir) of the job being composed: its swept choices in a sweep;
+    in a single run the run dir itself (""), or the folder a resumed sweep job already writes to."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return ""
+    hydra = HydraConfig.get()
+    if hydra.mode == RunMode.MULTIRUN:
+        return run_label(list(hydra.overrides.task), list(read_swept(Path(hydra.sweep.dir)) or {}))
+    run_dir = Path(hydra.runtime.output_dir)
+    if run_dir.is_dir() and not any(run_dir.glob("events.out.tfevents.*")):
+        earlier = [d.name for d in run_dir.iterdir() if d.is_dir() and any(d.glob("events.out.tfevents.*"))]
+        if len(earlier) == 1:
+            return earlier[0]
+    return ""

@@ -1,0 +1,30 @@
+"""The learning rate as one ``lr`` scalar whatever the optimizer (Lightning's LearningRateMonitor names it
+``lr-SGD``, ``lr-Adam``…, so a sweep over optimizers draws one card per optimizer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+
+
+class LearningRate(L.Callback):
+    def __init__(self, logging_interval: str = "epoch") -> None:
+        if logging_interval not in ("epoch", "step"):
+            raise ValueError(f"logging_interval={logging_interval!r} must be epoch or step")
+        self.logging_interval = logging_interval
+
+    def _log(self, trainer: L.Trainer) -> None:
+        if not trainer.optimizers:
+            return
+        lr = float(trainer.optimizers[0].param_groups[0]["lr"])
+        for logger in trainer.loggers:
+            logger.log_metrics({"lr": lr}, step=trainer.global_step)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self.logging_interval == "epoch":
+            self._log(trainer)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.logging_interval == "step" and trainer.global_step % trainer.log_every_n_steps == 0:
+            self._log(trainer)
