@@ -8,8 +8,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 
+def events_dir(run_dir: Path) -> Path:
+    """The run dir itself (a single run), or its one TensorBoard run folder (a sweep job: <job>/<choices>)."""
+    if any(Path(run_dir).glob("events.out.tfevents.*")):
+        return Path(run_dir)
+    found = sorted({p.parent for p in Path(run_dir).glob("*/events.out.tfevents.*")})
+    return found[0] if len(found) == 1 else Path(run_dir)
+
+
 def load(run_dir: Path) -> EventAccumulator:
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator = EventAccumulator(str(events_dir(run_dir)), size_guidance={"scalars": 0, "images": 0})
     accumulator.Reload()
     return accumulator
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import statistics
 from pathlib import Path
 
@@ -189,3 +190,43 @@ def test_report_cli(tmp_path):
     assert result.stdout.strip() == str(tmp_path / "report.md")
     bad = run_cli("mnistlab.report", str(tmp_path / "0" / ".hydra"), check=False)
     assert bad.returncode == 2 and "is not a multirun dir" in bad.stderr
+
+
+def _sweep_json(sweep: Path, swept: dict) -> None:
+    (sweep / "sweep.json").write_text(json.dumps({"swept": swept}))
+
+
+def test_the_report_tells_a_real_effect_from_noise(tmp_path):
+    """optim has a large true effect (+0.02), norm none; seeds add noise of sd 0.002. The report must call optim
+    a real difference and norm within noise, with intervals and Holm-corrected tests."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    job = 0
+    for optim in ("sgd", "adam"):
+        for norm in ("none", "batch"):
+            for seed in (1, 2, 3):
+                acc = 0.95 + (0.02 if optim == "adam" else 0.0) + rng.normal(0, 0.002)
+                hp = {"optim": optim, "norm": norm, "seed": seed, "lr": 0.001 if optim == "adam" else 0.05}
+                _fake_run(tmp_path, str(job), "completed", hp, float(acc))
+                job += 1
+    _sweep_json(tmp_path, {"optim": ["sgd", "adam"], "model.norm": ["none", "batch"], "seed": [1, 2, 3]})
+    report = write_report(tmp_path).read_text()
+    assert "Factors varied: optim (lr), norm, seed." in report  # lr came with the optim preset
+    assert "## Configurations over seeds and folds" in report and "[95 % interval]" in report
+    assert "optim (lr) | adam − sgd |" in report and "paired t (6 pairs)" in report
+    verdicts = [line for line in report.splitlines() if line.startswith("- ")]
+    assert any(
+        re.match(r"- optim: adam beats sgd by 0\.0(19|20|21)", v) and v.endswith("real difference.") for v in verdicts
+    )
+    assert any(v.startswith("- norm: batch vs none") and v.endswith("within noise.") for v in verdicts)
+    assert "## Interaction of optim and norm" in report and (tmp_path / "interaction.png").is_file()
+
+
+def test_without_replicates_the_report_makes_no_claim(tmp_path):
+    for job, (optim, acc) in enumerate((("sgd", 0.95), ("adam", 0.97))):
+        _fake_run(tmp_path, str(job), "completed", {"optim": optim, "seed": 42}, acc)
+    _sweep_json(tmp_path, {"optim": ["sgd", "adam"]})
+    report = write_report(tmp_path).read_text()
+    assert "no claim of significance can be made" in report and "seed=1,2,3" in report
+    assert "a real difference" not in report

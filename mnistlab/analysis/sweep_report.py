@@ -1,6 +1,9 @@
-"""The sweep report: one table of every run of a sweep, ranked by val/acc_best, the main effect of each
-factor that varies, seed variance, and plots. Written when a multirun ends and by ``python -m mnistlab.report``.
-Output in the sweep dir: ``report.md``, ``runs.csv``, ``main_effects.png``, ``val_curves.png``.
+"""The sweep report: every run of a sweep ranked by val/acc_best; the factors the sweep varied (a value that only
+came with a preset is shown with its factor: ``optim (lr)``); with seeds or folds, each configuration's mean ± sd
+and 95 % interval, main effects with intervals, pairwise comparisons with Holm's correction and a verdict in
+words; the interaction of two factors; plots. Written when a multirun ends and by ``mnistlab-report``.
+Output in the sweep dir: ``report.md``, ``runs.csv``, ``main_effects.png``, ``interaction.png``,
+``val_curves.png``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 
 from mnistlab.analysis.figures import pyplot, save_figure
 from mnistlab.analysis.runs import job_dirs, load_runs
+from mnistlab.analysis.statistics import compare_levels, interval, verdict
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.factors import hparam_name, read_swept, run_label
 
 RANK_BY = "val/acc_best"
 MAX_LEVELS = 8  # a factor with more distinct values (a searched lr, say) is continuous: no main-effect bars
@@ -48,43 +53,106 @@ def completed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r["metrics"].get("status") == "completed" and r["metrics"].get(RANK_BY) is not None]
 
 
+REPLICATES = ("seed", "fold")
+
+
+class Factors:
+    """What a sweep compared: the factors it varied on the command line or in its preset, the values that came
+    along with one of them (lr with optim), and the replicates (seed, fold)."""
+
+    def __init__(self, sweep_dir: Path, runs: list[dict[str, Any]]) -> None:
+        varying = varying_factors(runs)
+        swept = read_swept(sweep_dir)
+        present = {k for r in runs for k in r["metrics"].get("hparams", {})}
+        # a sweep from before sweep.json: whatever differs
+        names = varying if swept is None else [n for n in dict.fromkeys(hparam_name(k) for k in swept) if n in present]
+        self.names = names
+        self.swept_keys = list(swept or {})
+        self.companions: dict[str, list[str]] = {n: [] for n in names}
+        self.unexplained: list[str] = []
+        done = completed(runs)
+        for extra in (v for v in varying if v not in names):
+            owner = next((n for n in names if _determines(done, n, extra)), None)
+            (self.companions[owner] if owner else self.unexplained).append(extra)
+        self.replicates = [n for n in names if n in REPLICATES]
+        self.config = [n for n in names if n not in REPLICATES]
+
+    def label(self, name: str) -> str:
+        return f"{name} ({', '.join(self.companions[name])})" if self.companions.get(name) else name
+
+    def cell(self, hparams: dict[str, Any], name: str) -> str:
+        extra = ", ".join(f"{c}={_fmt(hparams.get(c))}" for c in self.companions.get(name, []))
+        return f"{_fmt(hparams.get(name))} ({extra})" if extra else _fmt(hparams.get(name))
+
+
+def _determines(runs: list[dict[str, Any]], factor: str, other: str) -> bool:
+    """Each level of ``factor`` comes with one value of ``other`` (it came with the preset, not on its own)."""
+    seen: dict[str, str] = {}
+    for run in runs:
+        hp = run["metrics"]["hparams"]
+        level, value = repr(hp.get(factor)), repr(hp.get(other))
+        if seen.setdefault(level, value) != value:
+            return False
+    return len(seen) > 1
+
+
+def _points(runs: list[dict[str, Any]], metric: str = RANK_BY) -> list[dict[str, Any]]:
+    return [{"x": r["metrics"]["hparams"], "y": float(r["metrics"][metric])} for r in completed(runs)]
+
+
 def main_effects(runs: list[dict[str, Any]], factors: list[str], metric: str = RANK_BY) -> dict[str, list[dict]]:
-    """For each factor: mean, min, max and count of ``metric`` over the completed runs at each level."""
+    """For each factor: mean, 95 % interval, min, max and count of ``metric`` over the completed runs at each
+    level (the other factors averaged over)."""
     effects = {}
     for factor in factors:
         levels: dict[Any, list[float]] = {}
         for run in completed(runs):
             levels.setdefault(run["metrics"]["hparams"].get(factor), []).append(float(run["metrics"][metric]))
         if 1 < len(levels) <= MAX_LEVELS:
-            effects[factor] = [
-                {"level": level, "mean": statistics.fmean(v), "min": min(v), "max": max(v), "n": len(v)}
-                for level, v in sorted(levels.items(), key=lambda item: str(item[0]))
-            ]
+            effects[factor] = []
+            for level, values in sorted(levels.items(), key=lambda item: str(item[0])):
+                mean, _, low, high = interval(values)
+                effects[factor].append(
+                    {
+                        "level": level,
+                        "mean": mean,
+                        "low": low,
+                        "high": high,
+                        "min": min(values),
+                        "max": max(values),
+                        "n": len(values),
+                    }
+                )
     return effects
 
 
-REPLICATES = ("seed", "fold")
-
-
-def seed_groups(runs: list[dict[str, Any]], factors: list[str]) -> list[dict[str, Any]]:
-    """With ``seed`` or ``fold`` among the factors: runs grouped by every other factor, mean ± sd over the
-    seeds (or k-fold folds)."""
-    if not any(f in REPLICATES for f in factors):
+def seed_groups(runs: list[dict[str, Any]], factors: Factors) -> list[dict[str, Any]]:
+    """With seeds or folds: runs grouped by every configuration factor, mean ± sd and 95 % interval over the
+    replicates."""
+    if not factors.replicates:
         return []
-    others = [f for f in factors if f not in REPLICATES]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for run in completed(runs):
-        groups.setdefault(tuple(run["metrics"]["hparams"].get(f) for f in others), []).append(run["metrics"])
+        groups.setdefault(tuple(run["metrics"]["hparams"].get(f) for f in factors.config), []).append(run["metrics"])
     rows = []
     for key, members in groups.items():
-        row = {"config": dict(zip(others, key, strict=True)), "n": len(members)}
+        row: dict[str, Any] = {"config": dict(zip(factors.config, key, strict=True)), "n": len(members)}
         for metric in ("val/acc_best", "test/acc"):
             values = [float(m[metric]) for m in members if m.get(metric) is not None]
-            row[metric] = (
-                (statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0) if values else None
-            )
+            row[metric] = interval(values) if values else None
         rows.append(row)
-    return sorted(rows, key=lambda r: -(r["val/acc_best"] or (0.0, 0.0))[0])
+    return sorted(rows, key=lambda r: -(r["val/acc_best"] or (0.0,))[0])
+
+
+def interaction(runs: list[dict[str, Any]], factors: Factors) -> tuple[str, str, dict] | None:
+    """Mean ``RANK_BY`` over the cells of the first two configuration factors that vary (few levels each)."""
+    pair = [f for f in factors.config if 1 < len({repr(p["x"].get(f)) for p in _points(runs)}) <= MAX_LEVELS][:2]
+    if len(pair) < 2:
+        return None
+    cells: dict[tuple, list[float]] = {}
+    for point in _points(runs):
+        cells.setdefault((point["x"].get(pair[0]), point["x"].get(pair[1])), []).append(point["y"])
+    return pair[0], pair[1], {key: statistics.fmean(values) for key, values in cells.items()}
 
 
 def _fmt(value: Any) -> str:
@@ -97,30 +165,40 @@ def write_report(sweep_dir: Path) -> Path:
     """Write the sweep's report files; returns the path of report.md."""
     sweep_dir = Path(sweep_dir)
     runs = load_runs(sweep_dir)
-    factors = varying_factors(runs)
+    factors = Factors(sweep_dir, runs)
     ranked = sorted(completed(runs), key=lambda r: -float(r["metrics"][RANK_BY]))
     failed = [r for r in runs if r not in ranked]
     columns = [(k, t) for k, t in COLUMNS if k not in OPTIONAL_COLUMNS or any(k in r["metrics"] for r in runs)]
-    _write_csv(sweep_dir / "runs.csv", ranked, failed, factors, columns)
-    effects = main_effects(runs, factors)
+    shown = [n for name in factors.names for n in (name, *factors.companions[name])]
+    _write_csv(sweep_dir / "runs.csv", ranked, failed, shown, columns)
+    effects = main_effects(runs, factors.config)
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
-        f"{len(ranked)} of {len(runs)} runs completed, {len(failed)} failed. "
-        f"Ranked by {RANK_BY}; factors that vary: {', '.join(factors) or 'none'}.",
+        f"{len(ranked)} of {len(runs)} runs completed, {len(failed)} failed. Ranked by {RANK_BY} (selection is "
+        f"on validation; test accuracy is reported, not used). Factors varied: "
+        f"{', '.join(factors.label(n) for n in factors.names) or 'none'}.",
+    ]
+    if factors.unexplained:
+        lines += ["", f"Also differing between runs without being swept: {', '.join(factors.unexplained)}."]
+    lines += [
         "",
-        "| rank | job | " + " | ".join([*factors, *(title for _, title in columns)]) + " |",
-        "|" + "---|" * (2 + len(factors) + len(columns)),
+        "| rank | job | " + " | ".join([*(factors.label(n) for n in factors.names), *(t for _, t in columns)]) + " |",
+        "|" + "---|" * (2 + len(factors.names) + len(columns)),
     ]
     for rank, run in enumerate(ranked, start=1):
         m = run["metrics"]
-        cells = [str(rank), run["job"], *(_fmt(m["hparams"].get(f)) for f in factors)]
+        cells = [str(rank), run["job"], *(factors.cell(m["hparams"], f) for f in factors.names)]
         lines.append("| " + " | ".join([*cells, *(_fmt(m.get(k)) for k, _ in columns)]) + " |")
     if failed:
         lines += ["", "## Failed runs", "", "| job | overrides | reason |", "|---|---|---|"]
         lines += [f"| {r['job']} | {' '.join(r['overrides'])} | {r['metrics'].get('reason', '')} |" for r in failed]
-    lines += _effect_sections(effects, seed_groups(runs, factors))
-    for title, name in _plots(sweep_dir, effects, ranked):
+    lines += _configuration_section(seed_groups(runs, factors))
+    lines += _effect_section(effects, factors)
+    lines += _significance_section(runs, factors)
+    cross = interaction(runs, factors)
+    lines += _interaction_section(cross)
+    for title, name in _plots(sweep_dir, effects, ranked, cross, factors):
         lines += ["", f"## {title}", "", f"![{title}]({name})"]
     report = sweep_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
@@ -140,61 +218,137 @@ def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list
             )
 
 
-def _effect_sections(effects: dict[str, list[dict]], seeds: list[dict[str, Any]]) -> list[str]:
-    """Markdown of the main effects and of the seed (or fold) variance, where there are any."""
-    lines: list[str] = []
-    if effects:
-        lines += [
-            "",
-            f"## Main effects on {RANK_BY}",
-            "",
-            "| factor | level | mean | min | max | runs |",
-            "|---|---|---|---|---|---|",
+def _configuration_section(groups: list[dict[str, Any]]) -> list[str]:
+    if not groups:
+        return []
+    lines = ["", "## Configurations over seeds and folds (mean ± sd [95 % interval])", ""]
+    lines += ["| configuration | runs | val acc best | test acc |", "|---|---|---|---|"]
+    for row in groups:
+        config = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "(all the same)"
+        cells = [
+            f"{row[k][0]:.4f} ± {row[k][1]:.4f} [{row[k][2]:.4f}, {row[k][3]:.4f}]" if row[k] else "—"
+            for k in ("val/acc_best", "test/acc")
         ]
-        for factor, levels in effects.items():
-            lines += [
-                f"| {factor} | {_fmt(e['level'])} | {e['mean']:.4f} | {e['min']:.4f} | {e['max']:.4f} | {e['n']} |"
-                for e in levels
-            ]
-    if seeds:
-        lines += ["", "## Seed and fold variance (mean ± sd over the replicates)", ""]
-        lines += ["| configuration | runs | val acc best | test acc |", "|---|---|---|---|"]
-        for row in seeds:
-            config = ", ".join(f"{k}={v}" for k, v in row["config"].items()) or "(all the same)"
-            cells = [f"{row[k][0]:.4f} ± {row[k][1]:.4f}" if row[k] else "—" for k in ("val/acc_best", "test/acc")]
-            lines.append(f"| {config} | {row['n']} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {config} | {row['n']} | {cells[0]} | {cells[1]} |")
     return lines
 
 
-def _plots(sweep_dir: Path, effects: dict[str, list[dict]], ranked: list[dict[str, Any]]) -> list[tuple[str, str]]:
+def _effect_section(effects: dict[str, list[dict]], factors: Factors) -> list[str]:
+    if not effects:
+        return []
+    lines = ["", f"## Main effects on {RANK_BY} (mean [95 % interval] over the runs at each level)", ""]
+    lines += ["| factor | level | mean | 95 % interval | min | max | runs |", "|---|---|---|---|---|---|---|"]
+    for factor, levels in effects.items():
+        lines += [
+            f"| {factors.label(factor)} | {_fmt(e['level'])} | {e['mean']:.4f} | [{e['low']:.4f}, {e['high']:.4f}] "
+            f"| {e['min']:.4f} | {e['max']:.4f} | {e['n']} |"
+            for e in levels
+        ]
+    return lines
+
+
+def _significance_section(runs: list[dict[str, Any]], factors: Factors) -> list[str]:
+    """Pairwise comparisons with Holm's correction and a verdict, when there are replicates to measure noise."""
+    lines = ["", "## Signal or noise", ""]
+    if not factors.config:
+        return []
+    if not factors.replicates:
+        return [
+            *lines,
+            "Each configuration ran once, so no claim of significance can be made: a difference between two runs "
+            "may be seed noise. Add replicates, e.g. `seed=1,2,3` on the same command line, and the report will "
+            "test every difference.",
+        ]
+    points = _points(runs)
+    comparisons = []
+    for factor in factors.config:
+        others = [f for f in factors.names if f != factor]
+        comparisons += compare_levels(points, factor, others)
+    if not comparisons:
+        return [*lines, "Too few completed runs per level to compare (at least two each)."]
+    lines += [
+        f"Differences in {RANK_BY} between the levels of each factor, matched on the other factors and the "
+        f"replicates ({', '.join(factors.replicates)}) when the design is crossed; p-values Holm-corrected within "
+        "each factor, significant below 0.05.",
+        "",
+        "| factor | levels | difference | 95 % interval | p | p (Holm) | test |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {factors.label(c.factor)} | {_fmt(c.a)} − {_fmt(c.b)} | {c.difference:+.4f} | "
+            f"[{c.low:+.4f}, {c.high:+.4f}] | {c.p:.3g} | {c.p_holm:.3g} | {c.test} |"
+        )
+    lines += ["", *(f"- {verdict(c, RANK_BY)}" for c in comparisons)]
+    return lines
+
+
+def _interaction_section(cross: tuple[str, str, dict] | None) -> list[str]:
+    if cross is None:
+        return []
+    rows_name, cols_name, cells = cross
+    rows = sorted({k[0] for k in cells}, key=str)
+    cols = sorted({k[1] for k in cells}, key=str)
+    lines = ["", f"## Interaction of {rows_name} and {cols_name} (mean {RANK_BY})", ""]
+    lines += [
+        f"| {rows_name} \\ {cols_name} | " + " | ".join(_fmt(c) for c in cols) + " |",
+        "|---" * (1 + len(cols)) + "|",
+    ]
+    for r in rows:
+        lines.append(f"| {_fmt(r)} | " + " | ".join(_fmt(cells.get((r, c))) for c in cols) + " |")
+    return lines
+
+
+def _plots(
+    sweep_dir: Path, effects: dict[str, list[dict]], ranked: list[dict[str, Any]], cross: Any, factors: Factors
+) -> list[tuple[str, str]]:
     plt = pyplot()
     written = []
     if effects:
-        figure, axes = plt.subplots(1, len(effects), figsize=(3.2 * len(effects), 3.2), squeeze=False, sharey=True)
+        figure, axes = plt.subplots(1, len(effects), figsize=(3.4 * len(effects), 3.6), squeeze=False, sharey=True)
         for ax, (factor, levels) in zip(axes.flat, effects.items(), strict=True):
             means = [e["mean"] for e in levels]
             errors = [
-                [m - e["min"] for m, e in zip(means, levels, strict=True)],
-                [e["max"] - m for m, e in zip(means, levels, strict=True)],
+                [m - e["low"] for m, e in zip(means, levels, strict=True)],
+                [e["high"] - m for m, e in zip(means, levels, strict=True)],
             ]
-            ax.bar([str(e["level"]) for e in levels], means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
-            ax.set_title(factor)
-            ax.tick_params(axis="x", rotation=45)
-        axes.flat[0].set_ylabel(f"{RANK_BY} (mean, min–max)")
+            ax.bar(range(len(levels)), means, yerr=errors, capsize=4, color="tab:blue", alpha=0.8)
+            ax.set_xticks(range(len(levels)), [str(e["level"]) for e in levels], rotation=30)
+            ax.set_title(factors.label(factor), fontsize=11)
+        axes.flat[0].set_ylabel(f"{RANK_BY} (mean, 95 % interval)")
         low = min(e["min"] for levels in effects.values() for e in levels)
         axes.flat[0].set_ylim(max(0.0, low - 0.05), 1.0)
         figure.tight_layout()
         save_figure(figure, sweep_dir / "main_effects.png", dpi=110)
         written.append(("Main effects", "main_effects.png"))
+    if cross is not None:
+        rows_name, cols_name, cells = cross
+        rows = sorted({k[0] for k in cells}, key=str)
+        cols = sorted({k[1] for k in cells}, key=str)
+        grid = [[cells.get((r, c), float("nan")) for c in cols] for r in rows]
+        figure, ax = plt.subplots(figsize=(1.4 * len(cols) + 2.2, 0.9 * len(rows) + 1.6))
+        image = ax.imshow(grid, cmap="viridis")
+        ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+        ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        ax.set_xlabel(cols_name)
+        ax.set_ylabel(rows_name)
+        for i, row in enumerate(grid):
+            for j, value in enumerate(row):
+                ax.text(j, i, _fmt(value), ha="center", va="center", fontsize=10, color="white")
+        figure.colorbar(image, ax=ax, label=f"mean {RANK_BY}")
+        figure.tight_layout()
+        save_figure(figure, sweep_dir / "interaction.png", dpi=110)
+        written.append(("Interaction", "interaction.png"))
     curves = [r for r in ranked if r["metrics"].get("val_curve")][:5]
     if curves:
-        figure, ax = plt.subplots(figsize=(6, 4))
+        figure, ax = plt.subplots(figsize=(7, 4.2))
         for run in curves:
             curve = run["metrics"]["val_curve"]
-            ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"job {run['job']}")
+            name = run_label(run["overrides"], factors.swept_keys) or f"job {run['job']}"
+            ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"{name} (job {run['job']})")
         ax.set_xlabel("epoch")
         ax.set_ylabel("val/acc")
-        ax.legend()
+        ax.legend(fontsize=9)
         ax.set_title("validation accuracy of the top runs")
         figure.tight_layout()
         save_figure(figure, sweep_dir / "val_curves.png", dpi=110)
