@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import venv
@@ -120,9 +121,11 @@ def test_mlflow_gets_the_hparams_row_and_metrics(tiny_data, tmp_path):
 def test_the_wheel_works_from_any_directory(tiny_data, tmp_path):
     """Build the wheel, install it into a fresh venv (the heavy dependencies come from this environment, which
     is only appended to the new venv's path), and use every command from an unrelated directory."""
-    dist = tmp_path / "dist"
+    dist, source = tmp_path / "dist", tmp_path / "source"  # built from a copy: setuptools writes build/ beside it
+    junk = shutil.ignore_patterns(".venv", ".git", "outputs", "multirun", "data", "build", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO, source, symlinks=True, ignore=junk)
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, REPO],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source],
         check=True,
         capture_output=True,
         timeout=300,

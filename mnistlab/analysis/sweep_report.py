@@ -191,13 +191,16 @@ def write_report(sweep_dir: Path) -> Path:
         cells = [str(rank), run["job"], *(factors.cell(m["hparams"], f) for f in factors.names)]
         lines.append("| " + " | ".join([*cells, *(_fmt(m.get(k)) for k, _ in columns)]) + " |")
     if failed:
-        lines += ["", "## Failed runs", "", "| job | overrides | reason |", "|---|---|---|"]
-        lines += [f"| {r['job']} | {' '.join(r['overrides'])} | {r['metrics'].get('reason', '')} |" for r in failed]
+        lines += ["", "## Runs not completed", "", "| job | status | overrides | reason |", "|---|---|---|---|"]
+        for r in failed:
+            m = r["metrics"]
+            lines.append(f"| {r['job']} | {m.get('status')} | {' '.join(r['overrides'])} | {m.get('reason', '')} |")
     lines += _configuration_section(seed_groups(runs, factors))
     lines += _effect_section(effects, factors)
     lines += _significance_section(runs, factors)
     cross = interaction(runs, factors)
     lines += _interaction_section(cross)
+    lines += _search_section(sweep_dir)
     for title, name in _plots(sweep_dir, effects, ranked, cross, factors):
         lines += ["", f"## {title}", "", f"![{title}]({name})"]
     report = sweep_dir / "report.md"
@@ -297,6 +300,67 @@ def _interaction_section(cross: tuple[str, str, dict] | None) -> list[str]:
     for r in rows:
         lines.append(f"| {_fmt(r)} | " + " | ".join(_fmt(cells.get((r, c))) for c in cols) + " |")
     return lines
+
+
+def _search_section(sweep_dir: Path) -> list[str]:
+    """For ``hparams_search``: the trials by state, the best trial's command line, parameter importances and
+    the optimization history (from the search.json the sweeper keeps)."""
+    import json
+
+    try:
+        search = json.loads((sweep_dir / "search.json").read_text())
+        trials = [t for t in search["trials"] if not t.get("surplus")]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    states = statistics_by_state(trials)
+    lines = [
+        "",
+        "## Search",
+        "",
+        f"{len(trials)} trials: {states}; objective {search.get('objective')} ({search.get('direction')}).",
+    ]
+    best = search.get("best")
+    if isinstance(best, dict):
+        lines += [
+            "",
+            f"Best trial {best.get('number')} ({_fmt(best.get('value'))}); to train it again:",
+            "",
+            f"    {best.get('command')}",
+        ]
+    importances = search.get("importances") or {}
+    if importances:
+        lines += ["", "| parameter | importance (fANOVA) |", "|---|---|"]
+        lines += [f"| {k} | {float(v):.3f} |" for k, v in importances.items()]
+    odd = [t for t in trials if t.get("state") in ("PRUNED", "FAIL")]
+    if odd:
+        lines += ["", "| trial | state | reason |", "|---|---|---|"]
+        lines += [
+            f"| {t['number']} | {t['state']} | {t.get('reason') or 'its worker stopped; queued again'} |" for t in odd
+        ]
+    values = [(t["number"], t["value"]) for t in trials if t.get("state") == "COMPLETE" and t.get("value") is not None]
+    if len(values) >= 2:
+        plt = pyplot()
+        figure, ax = plt.subplots(figsize=(6.5, 3.8))
+        numbers, ys = zip(*sorted(values), strict=True)
+        pick = max if search.get("direction") == "maximize" else min
+        best_so_far = [pick(ys[: i + 1]) for i in range(len(ys))]
+        ax.plot(numbers, ys, "o", label="trial")
+        ax.step(numbers, best_so_far, where="post", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(str(search.get("objective")))
+        ax.legend()
+        ax.set_title("optimization history")
+        figure.tight_layout()
+        save_figure(figure, sweep_dir / "search_history.png", dpi=110)
+        lines += ["", "![optimization history](search_history.png)"]
+    return lines
+
+
+def statistics_by_state(trials: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for trial in trials:
+        counts[str(trial.get("state")).lower()] = counts.get(str(trial.get("state")).lower(), 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 
 def _plots(

@@ -75,7 +75,7 @@ def to_plain(cfg: Any) -> Any:
 
 # presets that need an optional extra: group → choice → the modules it imports
 NEEDS_EXTRA = {
-    "hparams_search": {"optuna": ("hydra_plugins.hydra_optuna_sweeper", "optuna")},
+    "hparams_search": {"optuna": ("optuna",)},
     "hydra/launcher": {
         "slurm": ("hydra_plugins.hydra_submitit_launcher",),
         "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher",),

@@ -28,6 +28,10 @@ class LossDivergedError(MnistlabError):
     """The training loss became NaN or infinite: the run is stopped at once."""
 
 
+class TrialPruned(MnistlabError):
+    """A search's pruner stopped this trial: not a failure, the search goes on."""
+
+
 class BusyError(MnistlabError):
     """Another process writes into the same run or sweep dir."""
 

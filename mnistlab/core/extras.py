@@ -18,7 +18,7 @@ EXTRA_OF = {
     "onnxscript": "export",
     "onnxruntime": "export",
     "hydra_plugins.hydra_submitit_launcher": "slurm",
-    "hydra_plugins.hydra_optuna_sweeper": "optuna",
+    "psycopg2": "postgres",
     "optuna": "optuna",
     "mlflow": "mlflow",
     "sqlalchemy": "mlflow",

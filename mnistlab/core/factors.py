@@ -46,8 +46,14 @@ def swept(overrides: list[str], sweeper_params: dict[str, Any] | None = None) ->
     ``range(…)``, ``choice(…)``, ``interval(…)``), in command-line order."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    texts = [*overrides, *(f"{key}={value}" for key, value in (sweeper_params or {}).items())]
     result: dict[str, list[Any]] = {}
+    texts = list(overrides)
+    for key, value in (sweeper_params or {}).items():
+        if isinstance(value, dict):  # a search space entry: {type: categorical, choices} or {type: float, low, high}
+            if not key.startswith(NOT_FACTORS):
+                result[key] = list(value.get("choices") or [value.get("low"), value.get("high")])
+        else:
+            texts.append(f"{key}={value}")
     for override in OverridesParser.create().parse_overrides(texts):
         key = override.key_or_group
         if override.is_sweep_override() and not key.startswith(NOT_FACTORS):
@@ -86,9 +92,19 @@ def run_label(job_overrides: list[str], swept_keys: list[str]) -> str:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
         if sep and key in swept_keys:
-            chosen[key] = value
+            chosen[key] = _short(value)
     label = ",".join(f"{key}={chosen[key]}" for key in swept_keys if key in chosen)
     return label.replace("/", "_")[:150]
+
+
+def _short(value: str) -> str:
+    """A searched float as 4 significant digits (0.0034369211930110493 → 0.003437); anything else as given."""
+    if "." in value or "e" in value.lower():
+        try:
+            return f"{float(value):.4g}"
+        except ValueError:
+            pass
+    return value
 
 
 def current_run_label() -> str:

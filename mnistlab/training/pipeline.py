@@ -41,6 +41,11 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         from lightning.pytorch.callbacks import ProgressBar
 
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    search = cfg.get("search") or {}
+    if search.get("trial") is not None:  # a trial of hparams_search: its epochs go to the study's pruner
+        from mnistlab.training.callbacks import OptunaPruning
+
+        callbacks.append(OptunaPruning(search.storage, search.study, search.trial, search.get("monitor", "val/acc")))
     return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 
@@ -272,7 +277,7 @@ def run_job(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from mnistlab.core.errors import BusyError, Interrupted, signals_interrupt
+    from mnistlab.core.errors import BusyError, Interrupted, TrialPruned, signals_interrupt
     from mnistlab.core.files import dir_lock
 
     hydra = HydraConfig.get()
@@ -287,6 +292,12 @@ def run_job(cfg: DictConfig) -> float | None:
             log.info("skipping %s: %s", out_dir, busy)
             return None
         raise
+    except TrialPruned as pruned:
+        record_failure(cfg, record, pruned, status="pruned")
+        log.info("%s", pruned)
+        if not in_sweep:
+            raise
+        return None
     except Interrupted as stop:
         settle_run_config(out_dir, started=False)
         record_failure(cfg, record, stop, status="interrupted")

@@ -29,7 +29,8 @@ def summarize(sweep_dir: Path) -> int:
     except Exception:  # the report must never cost the sweep its exit status
         log.exception("the sweep report could not be written")
     statuses = sweep_statuses(sweep_dir)
-    failed = {name: m for name, m in statuses.items() if m.get("status") != "completed"}
+    # a trial a search's pruner stopped is not a failure
+    failed = {name: m for name, m in statuses.items() if m.get("status") not in ("completed", "pruned")}
     for name, metrics in failed.items():
         log.error("job %s %s: %s", name, metrics.get("status"), metrics.get("reason", ""))
     best = _best(sweep_dir)
@@ -37,8 +38,10 @@ def summarize(sweep_dir: Path) -> int:
         print(best, flush=True)
     if report is not None:
         print(f"report: {report.resolve()}", flush=True)
-    completed = len(statuses) - len(failed)
-    print(f"{completed} of {len(statuses)} runs completed, {len(failed)} failed; in {sweep_dir}", flush=True)
+    pruned = sum(m.get("status") == "pruned" for m in statuses.values())
+    completed = len(statuses) - len(failed) - pruned
+    also = f", {pruned} pruned" if pruned else ""
+    print(f"{completed} of {len(statuses)} runs completed{also}, {len(failed)} failed; in {sweep_dir}", flush=True)
     return len(failed)
 
 

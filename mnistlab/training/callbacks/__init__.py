@@ -16,6 +16,7 @@ _WHERE = {
     "RunStats": "run_stats",
     "RunProgressBar": "progress",
     "LearningRate": "learning_rate",
+    "OptunaPruning": "pruning",
     "RunCheckpoint": "checkpoint",
 }
 __all__ = sorted(_WHERE)

@@ -1,1 +1,0 @@
-"""Classifiers in NumPy alone, forward and backward written by hand."""

@@ -1,0 +1,339 @@
+"""``-m hparams_search=optuna``: a Hydra sweeper that asks Optuna (≥ 4, ask/tell) for trials and launches them
+with whatever launcher the sweep uses (basic, joblib, SLURM).
+
+- The study lives in ``storage`` (default: SQLite ``optuna.db`` in the sweep dir; ``postgresql://…`` lets
+  several processes or machines work on one study). Running the same command again continues until
+  ``n_trials`` trials have finished **in total**; each trial runs in ``<sweep dir>/<trial number>``, so no run
+  dir is ever reused.
+- A trial that was running when its worker died (SIGKILL, a lost node) is failed and queued again: at once for
+  a SQLite study in a sweep dir this process holds, after ``heartbeat_interval`` × 2 without a heartbeat on a
+  shared database.
+- A trial that raises, diverges or returns NaN is FAIL with its reason (in its metrics.json and the study);
+  the search goes on until ``max_failures`` trials have failed (default: no limit).
+- Each trial reports ``val/acc`` every epoch; the pruner stops hopeless ones (PRUNED, with their last value).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+from omegaconf import DictConfig, OmegaConf
+
+from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.extras import require
+from mnistlab.core.files import read_metrics, write_json_atomic
+
+log = logging.getLogger("mnistlab.search")
+SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
+SAMPLERS = ("tpe", "random", "grid", "cmaes")
+PRUNERS = ("none", "median", "successive_halving", "hyperband", "threshold")
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+class OptunaSweeper(Sweeper):
+    def __init__(
+        self,
+        objective: str = "val/acc_best",
+        direction: str = "maximize",
+        n_trials: int = 20,
+        n_jobs: int = 1,
+        max_failures: int | None = None,
+        study_name: str = "mnistlab",
+        storage: str | None = None,
+        sampler: Any = None,
+        pruner: Any = None,
+        heartbeat_interval: int = 60,
+        enqueue: Any = None,
+        params: Any = None,
+    ) -> None:
+        if direction not in ("maximize", "minimize"):
+            raise ConfigError(f"hydra.sweeper.direction={direction!r} must be maximize or minimize")
+        if int(n_trials) < 1 or int(n_jobs) < 1 or (max_failures is not None and int(max_failures) < 1):
+            raise ConfigError("hydra.sweeper.n_trials, n_jobs and max_failures must be positive integers")
+        self.objective, self.direction = objective, direction
+        self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
+        self.max_failures = None if max_failures is None else int(max_failures)
+        self.study_name, self.storage_url = study_name, storage
+        self.sampler_cfg = dict(_plain(sampler) or {"name": "tpe"})
+        self.pruner_cfg = dict(_plain(pruner) or {"name": "none"})
+        self.heartbeat_interval = int(heartbeat_interval)
+        self.enqueue = list(_plain(enqueue) or [])
+        self.params = _plain(params) or {}
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config = config
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    # -- the study -------------------------------------------------------------------------------------------
+    def _sampler(self, space: list[Any]) -> Any:
+        import optuna
+
+        cfg = dict(self.sampler_cfg)
+        name, seed = cfg.pop("name", "tpe"), cfg.pop("seed", None)
+        if name == "tpe":
+            return optuna.samplers.TPESampler(seed=seed, **cfg)
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if name == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed, **cfg)
+        if name == "grid":
+            if any(p.type != "categorical" or p.when for p in space):
+                raise ConfigError("sampler grid takes categorical parameters without 'when' only (a,b,c or choices)")
+            return optuna.samplers.GridSampler({p.key: p.choices for p in space}, seed=seed)
+        raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not one of {', '.join(SAMPLERS)}")
+
+    def _pruner(self) -> Any:
+        import optuna
+
+        cfg = dict(self.pruner_cfg)
+        name = cfg.pop("name", "none")
+        pruners = {
+            "none": optuna.pruners.NopPruner,
+            "median": optuna.pruners.MedianPruner,
+            "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+            "hyperband": optuna.pruners.HyperbandPruner,
+            "threshold": optuna.pruners.ThresholdPruner,
+        }
+        if name not in pruners:
+            raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not one of {', '.join(PRUNERS)}")
+        try:
+            return pruners[name](**cfg)
+        except TypeError as err:
+            raise ConfigError(f"hydra.sweeper.pruner ({name}): {err}") from None
+
+    def _open_study(self, space: list[Any]) -> Any:
+        import optuna
+        from optuna.storages import RDBStorage
+
+        url = self.storage_url or f"sqlite:///{self.sweep_dir.resolve()}/optuna.db"
+        self.local = url.startswith("sqlite:")
+        heartbeat = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
+        try:
+            self.storage = RDBStorage(url, **heartbeat)
+        except Exception as err:  # a server that does not answer, a driver that is not installed
+            raise MnistlabError(f"hydra.sweeper.storage: cannot open the study database ({first_words(err)})") from None
+        return optuna.create_study(
+            study_name=self.study_name,
+            storage=self.storage,
+            sampler=self._sampler(space),
+            pruner=self._pruner(),
+            direction=self.direction,
+            load_if_exists=True,
+        )
+
+    def _requeue_dead(self, study: Any) -> None:
+        """Trials a dead worker left RUNNING are failed and queued again (a retry is not retried again). For a
+        SQLite study in the sweep dir this process holds (its lock), every RUNNING trial is such a trial; on a
+        shared database, those whose heartbeat stopped."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if self.local:
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        else:
+            optuna.storages.fail_stale_trials(study)
+        trials = study.get_trials(deepcopy=False)
+        retried = {t.user_attrs.get("retry_of") for t in trials}
+        for trial in trials:
+            attrs = trial.user_attrs
+            dead = trial.state == TrialState.FAIL and "reason" not in attrs and not attrs.get("surplus")
+            if dead and trial.number not in retried and attrs.get("retry_of") is None:
+                log.warning("trial %d stopped with its worker: queued again", trial.number)
+                study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+
+    # -- counting --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _tally(study: Any) -> tuple[list[Any], list[Any]]:
+        """(finished trials that count toward n_trials, trials running now). A trial failed by a dead worker
+        and run again counts once, as its retry; surplus trials asked in a race between workers not at all."""
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        superseded = {t.user_attrs.get("retry_of") for t in trials} - {None}
+        live = [t for t in trials if t.number not in superseded and not t.user_attrs.get("surplus")]
+        finished = [t for t in live if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)]
+        return finished, [t for t in live if t.state == TrialState.RUNNING]
+
+    def _within_budget(self, study: Any, trial: Any) -> bool:
+        finished, running = self._tally(study)
+        first = sorted(t.number for t in [*finished, *running])[: self.n_trials]
+        return trial.number in first
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> list[Any]:
+        require("hparams_search=optuna", "optuna")
+        import optuna
+
+        from mnistlab.search.space import parse_space
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space, fixed = parse_space(self.params, arguments)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        study = self._open_study(space)
+        for values in self.enqueue:
+            study.enqueue_trial(dict(values), skip_if_exists=True)
+        self._requeue_dead(study)
+        returns: list[Any] = []
+        failures = 0
+        while True:
+            if not self.local:
+                self._requeue_dead(study)
+            finished, running = self._tally(study)
+            budget = self.n_trials - len(finished) - len(running)
+            if budget <= 0:
+                break
+            batch = self._ask(study, space, min(self.n_jobs, budget))
+            if not batch:
+                break
+            returns.append(self._run(study, batch, fixed))
+            failures += sum(1 for trial, _ in batch if self.storage.get_trial(trial._trial_id).state.name == "FAIL")
+            self._write_search_file(study, fixed)
+            if self.max_failures is not None and failures >= self.max_failures:
+                raise MnistlabError(
+                    f"the search stopped: {failures} trials failed (max_failures={self.max_failures}); their reasons "
+                    f"are in {self.sweep_dir}/<trial>/metrics.json"
+                )
+        self._write_search_file(study, fixed)
+        finished, _ = self._tally(study)
+        log.info("search: %d of %d trials finished in study %r", len(finished), self.n_trials, self.study_name)
+        return returns
+
+    def _ask(self, study: Any, space: list[Any], size: int) -> list[tuple[Any, dict[str, Any]]]:
+        from optuna.trial import TrialState
+
+        from mnistlab.search.space import sample
+
+        batch = []
+        for _ in range(size):
+            trial = study.ask()
+            if not self._within_budget(study, trial):  # another worker took the last places meanwhile
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=TrialState.FAIL)
+                break
+            batch.append((trial, sample(space, trial)))
+        return batch
+
+    def _run(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], fixed: list[str]) -> Any:
+        from mnistlab.search.space import as_overrides
+
+        url = self.storage.url if hasattr(self.storage, "url") else str(self.storage_url)
+        jobs = []
+        for trial, values in batch:
+            trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
+            jobs.append(
+                [
+                    *fixed,
+                    *as_overrides(values),
+                    f"hydra.sweep.subdir={trial.number}",
+                    f"search.storage='{url}'",
+                    f"search.study='{self.study_name}'",
+                    f"search.trial={trial.number}",
+                ]
+            )
+        with _Heartbeats(self.storage, [t for t, _ in batch], None if self.local else self.heartbeat_interval):
+            results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+        for trial, _ in batch:
+            self._tell(study, trial)
+        return results
+
+    def _tell(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        record = read_metrics(self.sweep_dir / str(trial.number)) or {"status": "failed", "reason": "no metrics.json"}
+        status = record.get("status")
+        value = record.get(self.objective)
+        if status == "completed" and isinstance(value, int | float) and math.isfinite(value):
+            study.tell(trial, float(value))
+        elif status == "pruned":
+            trial.set_user_attr("reason", str(record.get("reason", "pruned")))
+            study.tell(trial, state=TrialState.PRUNED)
+        else:
+            if status == "completed":
+                reason = f"{self.objective} is {value!r}, not a number"
+            else:
+                reason = str(record.get("reason") or status)
+            trial.set_user_attr("reason", reason)
+            study.tell(trial, state=TrialState.FAIL)
+            log.error("trial %d failed: %s", trial.number, reason)
+
+    def _write_search_file(self, study: Any, fixed: list[str]) -> None:
+        """The study as data for the sweep report: trials, importances, the best trial's command line."""
+        import optuna
+
+        from mnistlab.search.space import as_overrides
+
+        trials = [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "reason": t.user_attrs.get("reason"),
+                "retry_of": t.user_attrs.get("retry_of"),
+                "surplus": bool(t.user_attrs.get("surplus")),
+            }
+            for t in study.get_trials(deepcopy=False)
+        ]
+        completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+        data: dict[str, Any] = {"objective": self.objective, "direction": self.direction, "trials": trials}
+        if completed:
+            best = study.best_trial
+            data["best"] = {
+                "number": best.number,
+                "value": best.value,
+                "command": " ".join(["mnistlab-train", *fixed, *as_overrides(best.params)]),
+            }
+        if len({tuple(sorted(t.params)) for t in completed}) == 1 and len(completed) >= 3:
+            try:
+                data["importances"] = dict(optuna.importance.get_param_importances(study))
+            except Exception as err:  # too little variation to say
+                log.info("no parameter importances yet (%s)", first_words(err))
+        write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
+
+
+def first_words(err: BaseException) -> str:
+    from mnistlab.core.errors import first_line
+
+    return first_line(err)[:200]
+
+
+class _Heartbeats:
+    """Record a heartbeat for each running trial every ``interval`` seconds (shared databases only), so that
+    another worker can tell when this one died."""
+
+    def __init__(self, storage: Any, trials: list[Any], interval: int | None) -> None:
+        self.storage, self.trials, self.interval = storage, trials, interval
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def _beat(self) -> None:
+        while True:
+            for trial in self.trials:
+                self.storage.record_heartbeat(trial._trial_id)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> _Heartbeats:
+        if self.interval:
+            self.thread = threading.Thread(target=self._beat, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
