@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 from pathlib import Path
 
 import pytest
@@ -245,26 +244,30 @@ def test_joblib_parallel_sweep(tiny_data, tmp_path):
     assert {metrics(tmp_path / str(i))["hparams"]["optim"] for i in range(2)} == {"sgd", "adam"}
 
 
-@needs("optuna", "hydra_plugins.hydra_optuna_sweeper")
-def test_optuna_search_is_stored_in_the_sweep_dir_and_resumes(tiny_data, tmp_path):
+@needs("optuna")
+def test_optuna_search_is_stored_in_the_sweep_dir_and_continues_to_its_total(tiny_data, tmp_path):
     import optuna
 
-    args = [
-        "-m",
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=2",
-        *FAST,
-        "model=mlp",
-        "data=mnist",
-        "trainer.max_epochs=1",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
-    run_cli("mnistlab.train", *args, data_dir=tiny_data)
-    run_cli("mnistlab.train", *args, data_dir=tiny_data)  # resumes the same study
-    study = optuna.load_study(study_name="mnistlab", storage=f"sqlite:///{tmp_path}/optuna.db")
-    assert len(study.trials) == 4 and all(t.state.name == "COMPLETE" for t in study.trials)
+    def args(n_trials: int) -> list[str]:
+        return [
+            "-m",
+            "hparams_search=optuna",
+            f"hydra.sweeper.n_trials={n_trials}",
+            *FAST,
+            "model=mlp",
+            "data=mnist",
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={tmp_path}",
+        ]
+
+    run_cli("mnistlab.train", *args(2), data_dir=tiny_data)
+    run_cli("mnistlab.train", *args(2), data_dir=tiny_data)  # the total is reached: nothing more runs
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    assert len(optuna.load_study(study_name="mnistlab", storage=storage).trials) == 2
+    run_cli("mnistlab.train", *args(3), data_dir=tiny_data)  # one more, to a total of 3
+    study = optuna.load_study(study_name="mnistlab", storage=storage)
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert study.direction.name == "MAXIMIZE"
-    trial_dirs = [p for p in tmp_path.iterdir() if (p / "metrics.json").is_file()]
-    assert len(trial_dirs) == 4  # none overwritten by the second invocation
-    assert study.best_value == max(metrics(p)["val/acc_best"] for p in trial_dirs)
-    shutil.rmtree(tmp_path)
+    trial_dirs = sorted(p.name for p in tmp_path.iterdir() if (p / "metrics.json").is_file())
+    assert trial_dirs == ["0", "1", "2"]  # one per trial, none overwritten by a later invocation
+    assert study.best_value == max(metrics(tmp_path / d)["val/acc_best"] for d in trial_dirs)

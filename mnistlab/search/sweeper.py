@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,23 +99,7 @@ class OptunaSweeper(Sweeper):
         raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not one of {', '.join(SAMPLERS)}")
 
     def _pruner(self) -> Any:
-        import optuna
-
-        cfg = dict(self.pruner_cfg)
-        name = cfg.pop("name", "none")
-        pruners = {
-            "none": optuna.pruners.NopPruner,
-            "median": optuna.pruners.MedianPruner,
-            "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-            "hyperband": optuna.pruners.HyperbandPruner,
-            "threshold": optuna.pruners.ThresholdPruner,
-        }
-        if name not in pruners:
-            raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not one of {', '.join(PRUNERS)}")
-        try:
-            return pruners[name](**cfg)
-        except TypeError as err:
-            raise ConfigError(f"hydra.sweeper.pruner ({name}): {err}") from None
+        return make_pruner(self.pruner_cfg)
 
     def _open_study(self, space: list[Any]) -> Any:
         import optuna
@@ -121,18 +108,24 @@ class OptunaSweeper(Sweeper):
         url = self.storage_url or f"sqlite:///{self.sweep_dir.resolve()}/optuna.db"
         self.local = url.startswith("sqlite:")
         heartbeat = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
-        try:
-            self.storage = RDBStorage(url, **heartbeat)
-        except Exception as err:  # a server that does not answer, a driver that is not installed
-            raise MnistlabError(f"hydra.sweeper.storage: cannot open the study database ({first_words(err)})") from None
-        return optuna.create_study(
-            study_name=self.study_name,
-            storage=self.storage,
-            sampler=self._sampler(space),
-            pruner=self._pruner(),
-            direction=self.direction,
-            load_if_exists=True,
-        )
+        for attempt in range(6):  # workers starting together race to create the tables and the study
+            try:
+                self.storage = RDBStorage(url, **heartbeat)
+                return optuna.create_study(
+                    study_name=self.study_name,
+                    storage=self.storage,
+                    sampler=self._sampler(space),
+                    pruner=self._pruner(),
+                    direction=self.direction,
+                    load_if_exists=True,
+                )
+            except ConfigError:
+                raise
+            except Exception as err:  # a server that does not answer, a driver that is not installed, a race
+                if attempt == 5:
+                    raise MnistlabError(f"hydra.sweeper.storage: cannot open the study ({first_words(err)})") from None
+                time.sleep(0.5 + random.random())
+        raise AssertionError("unreachable")
 
     def _requeue_dead(self, study: Any) -> None:
         """Trials a dead worker left RUNNING are failed and queued again (a retry is not retried again). For a
@@ -154,6 +147,15 @@ class OptunaSweeper(Sweeper):
             if dead and trial.number not in retried and attrs.get("retry_of") is None:
                 log.warning("trial %d stopped with its worker: queued again", trial.number)
                 study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+                self._mark_requeued(trial.number)
+
+    def _mark_requeued(self, number: int) -> None:
+        """The dead trial's run dir says what became of it (it is kept, and never reused)."""
+        run_dir = self.sweep_dir / str(number)
+        record = read_metrics(run_dir)
+        if run_dir.is_dir() and (record is None or record.get("status") in ("running", "unreadable")):
+            reason = "its search process stopped during the trial; the trial was queued again with the same values"
+            write_json_atomic(run_dir / "metrics.json", {**(record or {}), "status": "requeued", "reason": reason})
 
     # -- counting --------------------------------------------------------------------------------------------
     @staticmethod
@@ -181,6 +183,7 @@ class OptunaSweeper(Sweeper):
         from mnistlab.search.space import parse_space
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
         space, fixed = parse_space(self.params, arguments)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         study = self._open_study(space)
@@ -303,6 +306,33 @@ class OptunaSweeper(Sweeper):
             except Exception as err:  # too little variation to say
                 log.info("no parameter importances yet (%s)", first_words(err))
         write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
+
+
+def make_pruner(spec: dict[str, Any] | None) -> Any:
+    """An Optuna pruner from ``{name: median, n_startup_trials: 3, …}``: built by the sweeper and by each trial
+    (a study's pruner is not stored in its database)."""
+    import inspect
+
+    import optuna
+
+    cfg = dict(spec or {})
+    name = cfg.pop("name", "none")
+    pruners = {
+        "none": optuna.pruners.NopPruner,
+        "median": optuna.pruners.MedianPruner,
+        "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+        "hyperband": optuna.pruners.HyperbandPruner,
+        "threshold": optuna.pruners.ThresholdPruner,
+    }
+    if name not in pruners:
+        raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not one of {', '.join(PRUNERS)}")
+    # the defaults carry the median pruner's arguments: another pruner takes only those it has
+    accepted = inspect.signature(pruners[name]).parameters
+    cfg = {k: v for k, v in cfg.items() if k in accepted or k not in ("n_startup_trials", "n_warmup_steps")}
+    try:
+        return pruners[name](**cfg)
+    except TypeError as err:
+        raise ConfigError(f"hydra.sweeper.pruner ({name}): {err}") from None
 
 
 def first_words(err: BaseException) -> str:

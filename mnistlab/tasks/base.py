@@ -148,7 +148,7 @@ class ImageTask(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         loss = self.train_loss.compute()
         if not torch.isfinite(loss):
-            raise LossDivergedError(f"training loss is {loss.item()} in epoch {self.current_epoch}")
+            raise LossDivergedError(f"training loss is {loss.item()} in epoch {self.current_epoch + 1}")
         self.log_dict({"train/loss": loss, **self.train_epoch_metrics()})
         self.train_loss.reset()
 

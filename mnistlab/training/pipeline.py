@@ -43,9 +43,13 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     search = cfg.get("search") or {}
     if search.get("trial") is not None:  # a trial of hparams_search: its epochs go to the study's pruner
+        from hydra.core.hydra_config import HydraConfig
+
         from mnistlab.training.callbacks import OptunaPruning
 
-        callbacks.append(OptunaPruning(search.storage, search.study, search.trial, search.get("monitor", "val/acc")))
+        pruner = to_plain(HydraConfig.get().sweeper.get("pruner"))  # the sweep's own pruner settings
+        monitor = search.get("monitor", "val/acc")
+        callbacks.append(OptunaPruning(search.storage, search.study, search.trial, monitor, pruner))
     return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 

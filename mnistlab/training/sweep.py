@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from mnistlab.analysis.runs import sweep_statuses
 
 log = logging.getLogger("mnistlab.sweep")
+NOT_FAILURES = ("pruned", "requeued")
 
 
 def summarize(sweep_dir: Path) -> int:
@@ -29,8 +30,8 @@ def summarize(sweep_dir: Path) -> int:
     except Exception:  # the report must never cost the sweep its exit status
         log.exception("the sweep report could not be written")
     statuses = sweep_statuses(sweep_dir)
-    # a trial a search's pruner stopped is not a failure
-    failed = {name: m for name, m in statuses.items() if m.get("status") not in ("completed", "pruned")}
+    # a trial a search's pruner stopped, or one queued again after its process died, is not a failure
+    failed = {name: m for name, m in statuses.items() if m.get("status") not in ("completed", *NOT_FAILURES)}
     for name, metrics in failed.items():
         log.error("job %s %s: %s", name, metrics.get("status"), metrics.get("reason", ""))
     best = _best(sweep_dir)
@@ -38,9 +39,9 @@ def summarize(sweep_dir: Path) -> int:
         print(best, flush=True)
     if report is not None:
         print(f"report: {report.resolve()}", flush=True)
-    pruned = sum(m.get("status") == "pruned" for m in statuses.values())
-    completed = len(statuses) - len(failed) - pruned
-    also = f", {pruned} pruned" if pruned else ""
+    others = {s: sum(m.get("status") == s for m in statuses.values()) for s in NOT_FAILURES}
+    completed = len(statuses) - len(failed) - sum(others.values())
+    also = "".join(f", {n} {status}" for status, n in others.items() if n)
     print(f"{completed} of {len(statuses)} runs completed{also}, {len(failed)} failed; in {sweep_dir}", flush=True)
     return len(failed)
 
@@ -104,5 +105,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        if sweep_dir.is_dir() and close_sweep(sweep_dir):
+        # a search tolerates failed trials (its max_failures stops it with an error); a grid sweep does not
+        search = (sweep_dir / "search.json").is_file()
+        if sweep_dir.is_dir() and close_sweep(sweep_dir) and not search:
             raise SystemExit(1)

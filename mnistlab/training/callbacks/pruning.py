@@ -11,12 +11,14 @@ from mnistlab.core.errors import TrialPruned
 
 
 class OptunaPruning(L.Callback):
-    def __init__(self, storage: str, study: str, trial: int, monitor: str = "val/acc") -> None:
+    def __init__(self, storage: str, study: str, trial: int, monitor: str = "val/acc", pruner: Any = None) -> None:
         import optuna
+
+        from mnistlab.search.sweeper import make_pruner
 
         store = optuna.storages.get_storage(storage)
         study_id = store.get_study_id_from_name(study)
-        self.study = optuna.load_study(study_name=study, storage=store)
+        self.study = optuna.load_study(study_name=study, storage=store, pruner=make_pruner(pruner))
         self.trial = optuna.trial.Trial(self.study, store.get_trial_id_from_study_id_trial_number(study_id, int(trial)))
         self.monitor = monitor
 

@@ -1,0 +1,165 @@
+"""hparams_search=optuna on Optuna ≥ 4: NaN and pruned trials, SIGKILL and resume to a total, and several workers
+on one PostgreSQL study (a real server, started here on loopback)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST, REPO, free_port, needs, run_cli
+
+pytestmark = needs("optuna")
+
+# trial 0 diverges to NaN (FAIL), trial 1 learns nothing and is pruned at its last epoch (threshold 0.3)
+ENQUEUE = "[{optim: sgd_momentum, optim.lr: 1.0e30}, {optim: sgd_momentum, optim.lr: 1.0e-7, optim.momentum: 0.0}]"
+
+
+def _search(sweep_dir: Path, n_trials: int, *extra: str) -> list[str]:
+    return [
+        "-m",
+        "hparams_search=optuna",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"hydra.sweep.dir={sweep_dir}",
+        "hydra.sweeper.sampler.seed=0",
+        *FAST,
+        "model=mlp",
+        "data=mnist",
+        *extra,
+    ]
+
+
+def _trials(sweep_dir: Path) -> list[dict]:
+    return json.loads((sweep_dir / "search.json").read_text())["trials"]
+
+
+def _counted(trials: list[dict]) -> list[dict]:
+    """The trials that count toward n_trials: finished, not replaced by a retry, not surplus."""
+    retried = {t["retry_of"] for t in trials}
+    return [
+        t
+        for t in trials
+        if t["state"] in ("COMPLETE", "PRUNED", "FAIL") and t["number"] not in retried and not t["surplus"]
+    ]
+
+
+@pytest.mark.slow
+def test_a_search_survives_nan_pruning_and_sigkill_and_resumes_to_its_total(tiny_data, tmp_path):
+    sweep = tmp_path / "search"
+    args = _search(
+        sweep,
+        6,
+        "trainer.max_epochs=3",
+        "scheduler=none",  # the lr of 1e30 from the first step
+        "hydra.sweeper.pruner.name=threshold",
+        "+hydra.sweeper.pruner.lower=0.3",
+        "hydra.sweeper.pruner.n_warmup_steps=3",  # no pruning before epoch 3: the NaN shows first
+        f"hydra.sweeper.enqueue={ENQUEUE}",
+    )
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(tiny_data), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab.train", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not ((sweep / "3" / ".hydra").is_dir() and not (sweep / "3" / "metrics.json").exists()):
+        assert process.poll() is None and time.time() < deadline, "trial 3 never started"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # mid-trial: no handler, no cleanup
+    process.wait(timeout=30)
+
+    result = run_cli("mnistlab.train", *args, data_dir=tiny_data, cwd=tmp_path)  # the same command again
+    trials = _trials(sweep)
+    counted = _counted(trials)
+    assert len(counted) == 6
+    states = [t["state"] for t in counted]
+    assert states.count("FAIL") >= 1 and states.count("PRUNED") >= 1
+    nan = next(t for t in trials if t["number"] == 0)
+    assert nan["state"] == "FAIL" and "nan" in nan["reason"].lower()
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["status"] == "failed"
+    assert next(t for t in trials if t["number"] == 1)["state"] == "PRUNED"
+    killed = next(t for t in trials if t["number"] == 3)
+    retry = next(t for t in trials if t["retry_of"] == 3)
+    assert killed["state"] == "FAIL" and retry["params"] == killed["params"] and retry["state"] != "FAIL"
+    assert json.loads((sweep / "3" / "metrics.json").read_text())["status"] == "requeued"
+    run_dirs = sorted(int(p.name) for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert run_dirs == sorted(t["number"] for t in trials if not t["surplus"])  # one dir per trial, none reused
+    report = (sweep / "report.md").read_text()
+    assert "## Search" in report and "mnistlab-train" in report and (sweep / "search_history.png").is_file()
+    assert "pruned" in result.stdout
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server in a temporary data dir on 127.0.0.1, stopped afterwards. As root, it runs as the
+    ``postgres`` user (PostgreSQL refuses root)."""
+    pytest.importorskip("psycopg2", reason="the [postgres] extra is not installed")
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
+    import tempfile
+
+    data = Path(tempfile.mkdtemp(prefix="mnistlab-pg-"))  # under /tmp: the server's user must reach it
+    user = getpass.getuser()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = "postgres"
+        shutil.chown(data, user)
+        prefix = ["runuser", "-u", user, "--"]
+    port = free_port()
+    run = lambda *cmd: subprocess.run([*prefix, *cmd], check=True, capture_output=True, timeout=120)  # noqa: E731
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", user, "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start")
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "search")
+        yield f"postgresql://{user}@127.0.0.1:{port}/search"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+@needs("psycopg2")
+def test_two_workers_share_one_study_on_postgresql(tiny_data, tmp_path, postgres):
+    import optuna
+
+    env = {**os.environ, "MNISTLAB_DATA_DIR": str(tiny_data), "PYTHONUNBUFFERED": "1"}
+    workers = []
+    for name in ("a", "b"):  # each worker its own sweep dir (its own run dirs), one study in the database
+        args = _search(tmp_path / name, 6, f"hydra.sweeper.storage={postgres}", "hydra.sweeper.pruner.name=none")
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "mnistlab.train", *args],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    outputs = [w.communicate(timeout=600)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), [o[-2000:] for o in outputs]
+    study = optuna.load_study(study_name="mnistlab", storage=postgres)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 6  # the total, reached together
+    ran = {name: {int(p.name) for p in (tmp_path / name).iterdir() if (p / "metrics.json").is_file()} for name in "ab"}
+    assert ran["a"] and ran["b"]  # both workers took trials…
+    assert not ran["a"] & ran["b"] and ran["a"] | ran["b"] == {t.number for t in done}  # …none twice
