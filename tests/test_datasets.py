@@ -79,7 +79,12 @@ def test_hf_path_may_be_parquet_files(tiny_imagenet, tmp_path):
 
 @needs("datasets")
 def test_unreachable_hub_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # read when the libraries are imported, hence also:
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
     with pytest.raises(DataError, match=r"could not be loaded .*point data\.hf_path at a local copy"):
         TinyImageNetDataModule(hf_path="someone/not-here", data_dir=str(tmp_path)).setup("fit")
 

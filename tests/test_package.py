@@ -122,7 +122,11 @@ def test_the_wheel_works_from_any_directory(tiny_data, tmp_path):
     """Build the wheel, install it into a fresh venv (the heavy dependencies come from this environment, which
     is only appended to the new venv's path), and use every command from an unrelated directory."""
     dist, source = tmp_path / "dist", tmp_path / "source"  # built from a copy: setuptools writes build/ beside it
-    junk = shutil.ignore_patterns(".venv", ".git", "outputs", "multirun", "data", "build", "*.egg-info", "__pycache__")
+    top = {".venv", ".git", "outputs", "multirun", "data", "build", "mnistlab.egg-info"}  # the checkout's own
+
+    def junk(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if n == "__pycache__" or (Path(folder) == REPO and n in top)}
+
     shutil.copytree(REPO, source, symlinks=True, ignore=junk)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source],

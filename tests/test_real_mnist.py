@@ -76,8 +76,8 @@ def test_reduced_ablation_writes_the_sweep_report(tmp_path):
         timeout=600,
     )
     report = (tmp_path / "report.md").read_text()
-    assert "4 of 4 runs completed, 0 failed" in report and "factors that vary: norm, optim, lr" in report
-    assert "| optim | adam |" in report and "| norm | batch |" in report
+    assert "4 of 4 runs completed, 0 failed" in report and "Factors varied: optim (lr), norm." in report
+    assert "| optim (lr) | adam |" in report and "| norm | batch |" in report
     assert (tmp_path / "main_effects.png").is_file() and (tmp_path / "val_curves.png").is_file()
     run = json.loads((tmp_path / "0" / "metrics.json").read_text())
     assert run["test/samples"] == 10_000 and run["test/acc"] > 0.8

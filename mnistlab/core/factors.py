@@ -48,7 +48,10 @@ def swept(overrides: list[str], sweeper_params: dict[str, Any] | None = None) ->
 
     result: dict[str, list[Any]] = {}
     texts = list(overrides)
+    given = {o.partition("=")[0].lstrip("+~") for o in overrides}  # the command line wins over a preset's params
     for key, value in (sweeper_params or {}).items():
+        if key in given:
+            continue
         if isinstance(value, dict):  # a search space entry: {type: categorical, choices} or {type: float, low, high}
             if not key.startswith(NOT_FACTORS):
                 result[key] = list(value.get("choices") or [value.get("low"), value.get("high")])
