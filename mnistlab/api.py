@@ -14,8 +14,10 @@ a bad value) with the same one-line message the command prints.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides, refuse_busy_dirs
@@ -92,3 +94,19 @@ def predictor(ckpt_path: str, backend: str = "torch", onnx_path: str | None = No
     from mnistlab.serving.inference import Predictor
 
     return Predictor(ckpt_path, backend, onnx_path, preprocess)
+
+
+class _CommandModule(ModuleType):
+    """A command module that is also its Python function: ``from mnistlab import train; train([...])`` calls
+    ``mnistlab.api.train`` while ``python -m mnistlab.train`` stays the command."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return FUNCTIONS[self.__name__.rpartition(".")[2]](*args, **kwargs)
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"train": train, "evaluate": evaluate, "predict": predict}
+
+
+def callable_command(module_name: str) -> None:
+    if module_name != "__main__":
+        sys.modules[module_name].__class__ = _CommandModule

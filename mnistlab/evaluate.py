@@ -6,9 +6,9 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from mnistlab.api import callable_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
-from mnistlab.core.lazy import callable_command
 
 callable_command(__name__)  # `from mnistlab import evaluate` is also the Python function of mnistlab.api
 

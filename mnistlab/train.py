@@ -10,9 +10,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from mnistlab.api import callable_command
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
-from mnistlab.core.lazy import callable_command
 
 callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
 

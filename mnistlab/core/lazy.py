@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from importlib import import_module
-from types import ModuleType
 from typing import Any
 
 
@@ -18,16 +16,3 @@ def lazy_exports(package: str, where: dict[str, str]) -> Callable[[str], Any]:
         return getattr(import_module(f"{package}.{where[name]}"), name)
 
     return __getattr__
-
-
-class _CommandModule(ModuleType):
-    """A command module that is also its Python function: ``from mnistlab import train; train([...])`` calls
-    ``mnistlab.api.train`` while ``python -m mnistlab.train`` stays the command."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return getattr(import_module("mnistlab.api"), self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-def callable_command(module_name: str) -> None:
-    if module_name != "__main__":
-        sys.modules[module_name].__class__ = _CommandModule
