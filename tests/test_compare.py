@@ -140,3 +140,15 @@ def test_each_job_measures_its_own_peak_memory_and_counts_epochs_from_one(sweep)
     assert all(1 <= r["best_epoch"] <= r["epochs"] == 2 for r in records)
     assert "epoch 1/2" in output and "epoch 2/2" in output and "epoch 0" not in output.lower()
     assert all(Path(sweep_dir, str(n)).glob("optim=*,model.norm=*/events.out.tfevents.*") for n in range(4))
+
+
+def test_the_first_groups_tensorboard_opens_are_train_and_val(sweep):
+    """TensorBoard's Time Series opens the first two tag groups alphabetically: with the learning rate under
+    train/ and no epoch scalar, those are train and val while a run trains (test joins at the end)."""
+    from tb import load
+
+    sweep_dir, _ = sweep
+    tags = load(sweep_dir / "0").Tags()
+    groups = sorted({tag.split("/", 1)[0] for tag in [*tags["scalars"], *tags["images"]]})
+    assert groups == ["test", "train", "val"], groups
+    assert "train/lr" in tags["scalars"] and not [t for t in tags["scalars"] if t.startswith("lr")]

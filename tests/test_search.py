@@ -163,3 +163,23 @@ def test_two_workers_share_one_study_on_postgresql(tiny_data, tmp_path, postgres
     ran = {name: {int(p.name) for p in (tmp_path / name).iterdir() if (p / "metrics.json").is_file()} for name in "ab"}
     assert ran["a"] and ran["b"]  # both workers took trials…
     assert not ran["a"] & ran["b"] and ran["a"] | ran["b"] == {t.number for t in done}  # …none twice
+
+
+@pytest.mark.slow
+def test_a_search_that_keeps_failing_stops_at_max_failures_in_one_line(tiny_data, tmp_path):
+    nan = "{optim: sgd_momentum, optim.lr: 1.0e30}"
+    args = _search(
+        tmp_path / "search",
+        5,
+        "scheduler=none",
+        "hydra.sweeper.max_failures=2",
+        "hydra.sweeper.pruner.name=none",
+        f"hydra.sweeper.enqueue=[{nan}, {{optim: sgd_momentum, optim.lr: 2.0e30}}]",
+    )
+    result = run_cli("mnistlab.train", *args, data_dir=tiny_data, cwd=tmp_path, check=False)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and errors == [
+        f"error: the search stopped: 2 trials failed (max_failures=2); their reasons are in {tmp_path / 'search'}"
+        "/<trial>/metrics.json"
+    ], result.stderr[-2000:]
+    assert [t["state"] for t in _trials(tmp_path / "search")] == ["FAIL", "FAIL"]

@@ -206,7 +206,7 @@ class OptunaSweeper(Sweeper):
             failures += sum(1 for trial, _ in batch if self.storage.get_trial(trial._trial_id).state.name == "FAIL")
             self._write_search_file(study, fixed)
             if self.max_failures is not None and failures >= self.max_failures:
-                raise MnistlabError(
+                self._stop(
                     f"the search stopped: {failures} trials failed (max_failures={self.max_failures}); their reasons "
                     f"are in {self.sweep_dir}/<trial>/metrics.json"
                 )
@@ -214,6 +214,18 @@ class OptunaSweeper(Sweeper):
         finished, _ = self._tally(study)
         log.info("search: %d of %d trials finished in study %r", len(finished), self.n_trials, self.study_name)
         return returns
+
+    def _stop(self, message: str) -> None:
+        """End the search in one line (exit status 2), with its report written and its dir released."""
+        from mnistlab.analysis.sweep_report import write_report
+        from mnistlab.core.errors import exit_with
+        from mnistlab.core.files import release_dir
+
+        try:
+            print(f"report: {write_report(self.sweep_dir).resolve()}", flush=True)
+        finally:
+            release_dir(self.sweep_dir)
+        exit_with(message)
 
     def _ask(self, study: Any, space: list[Any], size: int) -> list[tuple[Any, dict[str, Any]]]:
         from optuna.trial import TrialState

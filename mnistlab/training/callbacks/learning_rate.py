@@ -1,5 +1,5 @@
-"""The learning rate as one ``lr`` scalar whatever the optimizer (Lightning's LearningRateMonitor names it
-``lr-SGD``, ``lr-Adam``…, so a sweep over optimizers draws one card per optimizer)."""
+"""The learning rate as one ``train/lr`` scalar whatever the optimizer (Lightning's LearningRateMonitor names it
+``lr-SGD``, ``lr-Adam``…, so a sweep over optimizers drew one card per optimizer, in a group of their own)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ class LearningRate(L.Callback):
             return
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
         for logger in trainer.loggers:
-            logger.log_metrics({"lr": lr}, step=trainer.global_step)
+            logger.log_metrics({"train/lr": lr}, step=trainer.global_step)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.logging_interval == "epoch":
