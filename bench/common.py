@@ -59,6 +59,48 @@ def seed_cnn() -> nn.Module:
     )
 
 
+def tuned_cnn() -> nn.Module:
+    """The same CNN as a performance-minded user writes it, with mnistlab's tricks: no conv or linear bias before
+    BatchNorm (its shift makes them redundant), channels-last memory format (oneDNN's fast path)."""
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1, bias=False),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Dropout(0.3),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Dropout(0.3),
+        nn.Linear(128, 10),
+    )
+    return model.to(memory_format=torch.channels_last)
+
+
+def tuned_hand_loop_epoch(
+    model: nn.Module, make_optimizer: Callable, images: torch.Tensor, labels: torch.Tensor, batch_size: int
+) -> float:
+    """Seconds per epoch of the hand loop with mnistlab's tricks: inputs normalized once and stored
+    channels-last, batches sliced from memory, a fused optimizer step, gradients set to None."""
+    x = ((images.float() / 255 - 0.1307) / 0.3081).unsqueeze(1).contiguous(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters())
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    start = time.perf_counter()
+    order = torch.randperm(len(labels))
+    for i in range(0, len(labels), batch_size):
+        idx = order[i : i + batch_size]
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x[idx]), labels[idx])
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - start
+
+
 def lht_mlp() -> nn.Module:
     """lightning-hydra-template's SimpleDenseNet: 784-64-128-64-10 with BatchNorm."""
     return nn.Sequential(

@@ -12,6 +12,7 @@ BENCHES = [
     "cnn_throughput",
     "mlp_epoch",
     "sweep_overhead",
+    "sweep_parallel",
     "time_to_accuracy",
     "resnet_fashion",
     "default_recipe",

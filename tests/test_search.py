@@ -111,7 +111,7 @@ def _postgres_bin() -> Path | None:
 def postgres():
     """A PostgreSQL server in a temporary data dir on 127.0.0.1, stopped afterwards. As root, it runs as the
     ``postgres`` user (PostgreSQL refuses root)."""
-    pytest.importorskip("psycopg2", reason="the [postgres] extra is not installed")
+    pytest.importorskip("psycopg", reason="the [postgres] extra is not installed")
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("no PostgreSQL server binaries (apt-get install postgresql; .ci/run does)")
@@ -131,14 +131,14 @@ def postgres():
     run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(data / "log"), "-w", "start")
     try:
         run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, "search")
-        yield f"postgresql://{user}@127.0.0.1:{port}/search"
+        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/search"  # psycopg 3 whatever SQLAlchemy's default
     finally:
         run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.slow
-@needs("psycopg2")
+@needs("psycopg")
 def test_two_workers_share_one_study_on_postgresql(tiny_data, tmp_path, postgres):
     import optuna
 

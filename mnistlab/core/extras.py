@@ -18,7 +18,7 @@ EXTRA_OF = {
     "onnxscript": "export",
     "onnxruntime": "export",
     "hydra_plugins.hydra_submitit_launcher": "slurm",
-    "psycopg2": "postgres",
+    "psycopg": "postgres",
     "optuna": "optuna",
     "mlflow": "mlflow",
     "sqlalchemy": "mlflow",

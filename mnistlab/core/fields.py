@@ -196,6 +196,7 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         integer("tune.num_training"),
         flag("speed.compile"),
         flag("speed.channels_last"),
+        integer("speed.threads"),
     ),
     "evaluate": (*DATA, *TRAINER),
     "predict": (

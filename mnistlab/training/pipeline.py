@@ -163,6 +163,31 @@ def _hparam_keys(hydra: Any) -> tuple[list[str], list[str] | None]:
     return [], [hparam_name(k) for k in keys if not k.startswith(NOT_FACTORS)]
 
 
+def job_threads(cfg: DictConfig, hydra: Any) -> int | None:
+    """``speed.threads``, or with a joblib launcher the cores divided among the jobs it runs at once (None:
+    leave torch its default, all cores)."""
+    import os
+
+    if cfg.speed.get("threads"):
+        return int(cfg.speed.threads)
+    launcher = hydra.get("launcher") or {}
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    jobs = int(launcher.get("n_jobs") or -1)
+    jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
+    return max(1, cores // max(1, jobs))
+
+
+def _set_threads(cfg: DictConfig) -> None:
+    import torch
+    from hydra.core.hydra_config import HydraConfig
+
+    threads = job_threads(cfg, HydraConfig.get())
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def _first_job_of_process() -> bool:
     """A single run, or the first job a sweep process runs: the config tree is printed once, not per job."""
     from hydra.core.hydra_config import HydraConfig
@@ -230,6 +255,7 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     from mnistlab.training.console import print_config_tree, quiet_console
 
     quiet_console()
+    _set_threads(cfg)
     if _first_job_of_process():
         print_config_tree(cfg)
     started = time.perf_counter()
