@@ -33,8 +33,11 @@ def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=config_name):
         hydra = GlobalHydra.instance().hydra
         assert hydra is not None
-        launch = hydra.multirun if multirun else hydra.run
-        return launch(config_name=config_name, task_function=task, overrides=list(overrides))
+        if multirun:  # what --multirun adds on the command line: jobs then know they are part of a sweep
+            return hydra.multirun(
+                config_name=config_name, task_function=task, overrides=[*overrides, "hydra.mode=MULTIRUN"]
+            )
+        return hydra.run(config_name=config_name, task_function=task, overrides=list(overrides))
 
 
 def _record(run_dir: str | Path) -> dict[str, Any]:
@@ -60,15 +63,33 @@ def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
 
 def sweep(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """A sweep, as ``mnistlab-train -m *overrides`` (``optim=sgd,adam`` sweeps a key): every job runs even
-    when one fails. Returns ``sweep_dir``, the ``report`` path and ``runs`` (each job's record, in job order).
-    """
+    when one fails (its record says why). Returns ``sweep_dir``, the ``report`` path and ``runs`` (each job's
+    record, in job order)."""
+    from datetime import datetime
+
+    from mnistlab.analysis.runs import job_dirs
+    from mnistlab.core.errors import MnistlabError
+
     argv = prepare_train_overrides(["mnistlab-train", *overrides])
-    batches = _hydra("train", _train_task, argv[1:], multirun=True) or []
-    jobs = [job for batch in batches for job in batch]
-    runs = [_record(job.hydra_cfg.hydra.runtime.output_dir) for job in jobs]
-    sweep_dir = str(Path(runs[0]["run_dir"]).parent) if runs else None
-    report = Path(sweep_dir, "report.md") if sweep_dir else None
-    return {"sweep_dir": sweep_dir, "report": str(report) if report and report.is_file() else None, "runs": runs}
+    given = [o for o in argv[1:] if o.startswith("hydra.sweep.dir=")]
+    if given:
+        sweep_dir = Path(given[-1].partition("=")[2])
+    else:  # chosen here, as conf/hydra/default.yaml would, so that the runs can be read back whatever happens
+        sweep_dir = Path("multirun", datetime.now().strftime("%Y-%m-%d"), datetime.now().strftime("%H-%M-%S-%f"))
+        argv.append(f"hydra.sweep.dir={sweep_dir}")
+    try:
+        _hydra("train", _train_task, argv[1:], multirun=True)
+    except SystemExit as stop:  # the command's exit status: 1 = some jobs failed (their records say why)
+        if stop.code not in (None, 0, 1):
+            raise MnistlabError(f"the sweep in {sweep_dir} could not run (see the error above)") from None
+    sweep_dir = sweep_dir.resolve()
+    jobs = sorted(job_dirs(sweep_dir), key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0))
+    report = sweep_dir / "report.md"
+    return {
+        "sweep_dir": str(sweep_dir),
+        "report": str(report) if report.is_file() else None,
+        "runs": [_record(job) for job in jobs],
+    }
 
 
 def evaluate(overrides: Sequence[str] = ()) -> dict[str, Any]:

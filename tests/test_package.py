@@ -27,13 +27,16 @@ def test_python_api_runs_a_sweep_and_raises_config_errors(tiny_data, tmp_path, m
     monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tiny_data))
     with pytest.raises(ConfigError, match=r"optim.lr=-1 must be > 0"):
         train(["optim.lr=-1"])
-    result = sweep(["optim=sgd,adam", "trainer.max_epochs=1", *FAST[1:]])
-    runs = result["runs"]
+    result = sweep(["optim=sgd,adam", "optim.lr=0.01,-1", "trainer.max_epochs=1", *FAST[1:]])
+    runs = result["runs"]  # a failed job does not end the sweep, nor the call: its record says why
+    assert [r["status"] for r in runs] == ["completed", "failed", "completed", "failed"]
+    assert "optim.lr=-1 must be > 0" in runs[1]["reason"]
+    runs = [runs[0], runs[2]]
     assert [r["hparams"]["optim"] for r in runs] == ["sgd", "adam"]
-    assert all(r["status"] == "completed" and r["test/acc"] > 0.5 for r in runs)
+    assert all(r["test/acc"] > 0.5 for r in runs)
     sweep_dir = Path(result["sweep_dir"])
     assert sweep_dir.parent.parent == tmp_path / "multirun" and Path(result["report"]).is_file()
-    assert [json.loads((sweep_dir / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 1)] == [
+    assert [json.loads((sweep_dir / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 2)] == [
         r["test/acc"] for r in runs
     ]
 
