@@ -36,6 +36,10 @@ def test_python_api_runs_a_sweep_and_raises_config_errors(tiny_data, tmp_path, m
     assert all(r["test/acc"] > 0.5 for r in runs)
     sweep_dir = Path(result["sweep_dir"])
     assert sweep_dir.parent.parent == tmp_path / "multirun" and Path(result["report"]).is_file()
+    assert json.loads((sweep_dir / "sweep.json").read_text())["swept"] == {
+        "optim": ["sgd", "adam"],
+        "optim.lr": [0.01, -1],
+    }
     assert [json.loads((sweep_dir / str(n) / "metrics.json").read_text())["test/acc"] for n in (0, 2)] == [
         r["test/acc"] for r in runs
     ]
