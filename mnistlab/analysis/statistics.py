@@ -60,9 +60,9 @@ def _pairs(runs: list[dict[str, Any]], factor: str, a: Any, b: Any, others: list
 
 
 def _p(pvalue: float, difference: float) -> float:
-    """scipy's p, or (no variance at all) 0 for a difference and 1 for none."""
-    if math.isnan(pvalue):
-        return 1.0 if difference == 0 else 0.0
+    """scipy's p; without any variance there is no estimate of the noise: no claim (1.0)."""
+    if math.isnan(pvalue) or math.isinf(pvalue):
+        return 1.0
     return float(pvalue)
 
 

@@ -175,7 +175,7 @@ def write_report(sweep_dir: Path) -> Path:
     lines = [
         f"# Sweep report: {sweep_dir}",
         "",
-        f"{len(ranked)} of {len(runs)} runs completed, {len(failed)} failed. Ranked by {RANK_BY} (selection is "
+        f"{len(ranked)} of {len(runs)} runs completed{_others(failed)}. Ranked by {RANK_BY} (selection is "
         f"on validation; test accuracy is reported, not used). Factors varied: "
         f"{', '.join(factors.label(n) for n in factors.names) or 'none'}.",
     ]
@@ -206,6 +206,16 @@ def write_report(sweep_dir: Path) -> Path:
     report = sweep_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def _others(not_completed: list[dict[str, Any]]) -> str:
+    """``, 2 failed`` — or, for a search, ``, 1 failed, 3 pruned, 1 requeued``."""
+    counts: dict[str, int] = {"failed": 0}
+    for run in not_completed:
+        status = str(run["metrics"].get("status"))
+        status = status if status in ("pruned", "requeued") else "failed"
+        counts[status] = counts.get(status, 0) + 1
+    return "".join(f", {n} {status}" for status, n in counts.items() if n or status == "failed")
 
 
 def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list[str], columns: list) -> None:

@@ -13,6 +13,7 @@ On the command line the same sweep syntax as a grid works: ``model.norm=none,bat
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,13 +91,16 @@ def parse_space(params: dict[str, Any] | None, arguments: list[str]) -> tuple[li
             space[override.key_or_group] = _from_override(override)
         else:
             fixed.append(override.input_line)
+            space.pop(override.key_or_group, None)  # a value given on the command line is not searched
     if not space:
         raise ConfigError("the search space is empty: declare hydra.sweeper.params or sweep a key (a=1,2)")
     for param in space.values():
         missing = [k for k in param.when if k not in space]
         if missing:
             raise ConfigError(f"hparams_search param {param.key}: 'when' names {missing[0]}, which is not searched")
-    return list(space.values()), fixed
+    # a conditional parameter after those it depends on, so that its condition can be evaluated
+    ordered = [p for p in space.values() if not p.when] + [p for p in space.values() if p.when]
+    return ordered, fixed
 
 
 def sample(space: list[Param], trial: Any) -> dict[str, Any]:
@@ -108,12 +112,24 @@ def sample(space: list[Param], trial: Any) -> dict[str, Any]:
     return chosen
 
 
+PLAIN = re.compile(r"[A-Za-z_][\w./-]*")
+KEYWORDS = {"true", "false", "null", "nan", "inf"}
+
+
 def as_overrides(values: dict[str, Any]) -> list[str]:
+    """Overrides Hydra reads back as the same values: strings quoted unless plain words (a string such as
+    ``a,b``, ``1e-3`` or ``true`` would otherwise become a sweep, a number or a bool)."""
+
     def text(value: Any) -> str:
         if value is None:
             return "null"
         if isinstance(value, bool):
             return str(value).lower()
-        return repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, int | float):
+            return repr(value)
+        value = str(value)
+        if PLAIN.fullmatch(value) and value.lower() not in KEYWORDS:
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
     return [f"{key}={text(value)}" for key, value in values.items()]

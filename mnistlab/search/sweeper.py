@@ -95,7 +95,12 @@ class OptunaSweeper(Sweeper):
         if name == "grid":
             if any(p.type != "categorical" or p.when for p in space):
                 raise ConfigError("sampler grid takes categorical parameters without 'when' only (a,b,c or choices)")
-            return optuna.samplers.GridSampler({p.key: p.choices for p in space}, seed=seed)
+            grid = {p.key: p.choices for p in space}
+            size = math.prod(len(v) for v in grid.values())
+            if self.n_trials > size:
+                log.info("the grid has %d points: n_trials %d → %d", size, self.n_trials, size)
+                self.n_trials = size
+            return grid_sampler(grid, seed=seed)
         raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not one of {', '.join(SAMPLERS)}")
 
     def _pruner(self) -> Any:
@@ -105,8 +110,9 @@ class OptunaSweeper(Sweeper):
         import optuna
         from optuna.storages import RDBStorage
 
-        url = self.storage_url or f"sqlite:///{self.sweep_dir.resolve()}/optuna.db"
-        self.local = url.startswith("sqlite:")
+        url = study_url(self.storage_url, self.sweep_dir)
+        # the default SQLite file in a sweep dir this process holds (its lock): no other worker can be running
+        self.local = self.storage_url is None and not self.config.get("skip_completed")
         heartbeat = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
         for attempt in range(6):  # workers starting together race to create the tables and the study
             try:
@@ -235,6 +241,8 @@ class OptunaSweeper(Sweeper):
         batch = []
         for _ in range(size):
             trial = study.ask()
+            if not self.local:  # from the first moment: a worker that dies now leaves a trial others can see is dead
+                self.storage.record_heartbeat(trial._trial_id)
             if not self._within_budget(study, trial):  # another worker took the last places meanwhile
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=TrialState.FAIL)
@@ -245,7 +253,6 @@ class OptunaSweeper(Sweeper):
     def _run(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], fixed: list[str]) -> Any:
         from mnistlab.search.space import as_overrides
 
-        url = self.storage.url if hasattr(self.storage, "url") else str(self.storage_url)
         jobs = []
         for trial, values in batch:
             trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
@@ -254,13 +261,16 @@ class OptunaSweeper(Sweeper):
                     *fixed,
                     *as_overrides(values),
                     f"hydra.sweep.subdir={trial.number}",
-                    f"search.storage='{url}'",
-                    f"search.study='{self.study_name}'",
-                    f"search.trial={trial.number}",
+                    f"search.trial={trial.number}",  # the study itself: hydra.sweeper.storage/study_name
+                    f"search.monitor={self.objective.removesuffix('_best')}",
                 ]
             )
+        results = None
         with _Heartbeats(self.storage, [t for t, _ in batch], None if self.local else self.heartbeat_interval):
-            results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+            try:
+                results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
+            except Exception as err:  # a launcher or compose error: these trials failed, the search goes on
+                log.error("trials %s could not be launched: %s", [t.number for t, _ in batch], first_words(err))
         for trial, _ in batch:
             self._tell(study, trial)
         return results
@@ -272,17 +282,17 @@ class OptunaSweeper(Sweeper):
         status = record.get("status")
         value = record.get(self.objective)
         if status == "completed" and isinstance(value, int | float) and math.isfinite(value):
-            study.tell(trial, float(value))
+            study.tell(trial, float(value), skip_if_finished=True)
         elif status == "pruned":
             trial.set_user_attr("reason", str(record.get("reason", "pruned")))
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
             if status == "completed":
                 reason = f"{self.objective} is {value!r}, not a number"
             else:
                 reason = str(record.get("reason") or status)
             trial.set_user_attr("reason", reason)
-            study.tell(trial, state=TrialState.FAIL)
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             log.error("trial %d failed: %s", trial.number, reason)
 
     def _write_search_file(self, study: Any, fixed: list[str]) -> None:
@@ -318,6 +328,28 @@ class OptunaSweeper(Sweeper):
             except Exception as err:  # too little variation to say
                 log.info("no parameter importances yet (%s)", first_words(err))
         write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid sampler without its ``study.stop()`` when the grid is used up, which raises outside
+        ``study.optimize`` (the sweeper stops at n_trials, capped at the grid's size)."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return GridSampler
+
+
+def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
+    return _grid_sampler_class()(grid, seed=seed)
+
+
+def study_url(storage: str | None, sweep_dir: Path) -> str:
+    """The study's database: hydra.sweeper.storage, else optuna.db (SQLite) in the sweep dir."""
+    return storage or f"sqlite:///{Path(sweep_dir).resolve()}/optuna.db"
 
 
 def make_pruner(spec: dict[str, Any] | None) -> Any:
@@ -365,7 +397,10 @@ class _Heartbeats:
     def _beat(self) -> None:
         while True:
             for trial in self.trials:
-                self.storage.record_heartbeat(trial._trial_id)
+                try:
+                    self.storage.record_heartbeat(trial._trial_id)
+                except Exception as err:  # a database hiccup must not stop the heartbeats for good
+                    log.warning("heartbeat of trial %d not recorded: %s", trial.number, first_words(err))
             if self.stop.wait(self.interval):
                 return
 

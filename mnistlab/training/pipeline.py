@@ -45,11 +45,15 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
     if search.get("trial") is not None:  # a trial of hparams_search: its epochs go to the study's pruner
         from hydra.core.hydra_config import HydraConfig
 
+        from mnistlab.search.sweeper import study_url
         from mnistlab.training.callbacks import OptunaPruning
 
-        pruner = to_plain(HydraConfig.get().sweeper.get("pruner"))  # the sweep's own pruner settings
-        monitor = search.get("monitor", "val/acc")
-        callbacks.append(OptunaPruning(search.storage, search.study, search.trial, monitor, pruner))
+        hydra = HydraConfig.get()  # the sweep's own settings: its study, and the pruner (not stored in the study)
+        sweeper = hydra.sweeper
+        storage = study_url(sweeper.get("storage"), Path(hydra.sweep.dir))
+        monitor = search.get("monitor") or "val/acc"
+        pruner = to_plain(sweeper.get("pruner"))
+        callbacks.append(OptunaPruning(storage, sweeper.get("study_name", "mnistlab"), search.trial, monitor, pruner))
     return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 
