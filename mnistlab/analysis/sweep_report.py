@@ -146,11 +146,12 @@ def seed_groups(runs: list[dict[str, Any]], factors: Factors) -> list[dict[str, 
 
 def interaction(runs: list[dict[str, Any]], factors: Factors) -> tuple[str, str, dict] | None:
     """Mean ``RANK_BY`` over the cells of the first two configuration factors that vary (few levels each)."""
-    pair = [f for f in factors.config if 1 < len({repr(p["x"].get(f)) for p in _points(runs)}) <= MAX_LEVELS][:2]
+    points = _points(runs)
+    pair = [f for f in factors.config if 1 < len({repr(p["x"].get(f)) for p in points}) <= MAX_LEVELS][:2]
     if len(pair) < 2:
         return None
     cells: dict[tuple, list[float]] = {}
-    for point in _points(runs):
+    for point in points:
         cells.setdefault((point["x"].get(pair[0]), point["x"].get(pair[1])), []).append(point["y"])
     return pair[0], pair[1], {key: statistics.fmean(values) for key, values in cells.items()}
 
@@ -367,9 +368,9 @@ def _search_section(sweep_dir: Path) -> list[str]:
 
 
 def statistics_by_state(trials: list[dict[str, Any]]) -> str:
-    counts: dict[str, int] = {}
-    for trial in trials:
-        counts[str(trial.get("state")).lower()] = counts.get(str(trial.get("state")).lower(), 0) + 1
+    from collections import Counter
+
+    counts = Counter(str(trial.get("state")).lower() for trial in trials)
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
 
 

@@ -27,14 +27,13 @@ from typing import Any
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.core.errors import ConfigError, MnistlabError
+from mnistlab.core.errors import ConfigError, MnistlabError, first_line
 from mnistlab.core.extras import require
 from mnistlab.core.files import read_metrics, write_json_atomic
 
 log = logging.getLogger("mnistlab.search")
 SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("none", "median", "successive_halving", "hyperband", "threshold")
 
 
 def _plain(value: Any) -> Any:
@@ -129,7 +128,7 @@ class OptunaSweeper(Sweeper):
                 raise
             except Exception as err:  # a server that does not answer, a driver that is not installed, a race
                 if attempt == 5:
-                    raise MnistlabError(f"hydra.sweeper.storage: cannot open the study ({first_words(err)})") from None
+                    raise MnistlabError(f"hydra.sweeper.storage: cannot open the study ({first_line(err)})") from None
                 time.sleep(0.5 + random.random())
         raise AssertionError("unreachable")
 
@@ -270,7 +269,7 @@ class OptunaSweeper(Sweeper):
             try:
                 results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
             except Exception as err:  # a launcher or compose error: these trials failed, the search goes on
-                log.error("trials %s could not be launched: %s", [t.number for t, _ in batch], first_words(err))
+                log.error("trials %s could not be launched: %s", [t.number for t, _ in batch], first_line(err))
         for trial, _ in batch:
             self._tell(study, trial)
         return results
@@ -326,25 +325,20 @@ class OptunaSweeper(Sweeper):
             try:
                 data["importances"] = dict(optuna.importance.get_param_importances(study))
             except Exception as err:  # too little variation to say
-                log.info("no parameter importances yet (%s)", first_words(err))
+                log.info("no parameter importances yet (%s)", first_line(err))
         write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
 
 
-def _grid_sampler_class() -> Any:
+def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
+    """Optuna's grid sampler without its ``study.stop()`` when the grid is used up, which raises outside
+    ``study.optimize`` (the sweeper stops at n_trials, capped at the grid's size)."""
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
-        """Optuna's grid sampler without its ``study.stop()`` when the grid is used up, which raises outside
-        ``study.optimize`` (the sweeper stops at n_trials, capped at the grid's size)."""
-
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
 
-    return GridSampler
-
-
-def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
-    return _grid_sampler_class()(grid, seed=seed)
+    return GridSampler(grid, seed=seed)
 
 
 def study_url(storage: str | None, sweep_dir: Path) -> str:
@@ -369,7 +363,7 @@ def make_pruner(spec: dict[str, Any] | None) -> Any:
         "threshold": optuna.pruners.ThresholdPruner,
     }
     if name not in pruners:
-        raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not one of {', '.join(PRUNERS)}")
+        raise ConfigError(f"hydra.sweeper.pruner.name={name!r} is not one of {', '.join(pruners)}")
     # the defaults carry the median pruner's arguments: another pruner takes only those it has
     accepted = inspect.signature(pruners[name]).parameters
     cfg = {k: v for k, v in cfg.items() if k in accepted or k not in ("n_startup_trials", "n_warmup_steps")}
@@ -377,12 +371,6 @@ def make_pruner(spec: dict[str, Any] | None) -> Any:
         return pruners[name](**cfg)
     except TypeError as err:
         raise ConfigError(f"hydra.sweeper.pruner ({name}): {err}") from None
-
-
-def first_words(err: BaseException) -> str:
-    from mnistlab.core.errors import first_line
-
-    return first_line(err)[:200]
 
 
 class _Heartbeats:
@@ -400,7 +388,7 @@ class _Heartbeats:
                 try:
                     self.storage.record_heartbeat(trial._trial_id)
                 except Exception as err:  # a database hiccup must not stop the heartbeats for good
-                    log.warning("heartbeat of trial %d not recorded: %s", trial.number, first_words(err))
+                    log.warning("heartbeat of trial %d not recorded: %s", trial.number, first_line(err))
             if self.stop.wait(self.interval):
                 return
 
