@@ -1,23 +1,35 @@
-"""`make train`'s default config on real MNIST: test accuracy and wall time.
+"""`make train`'s default config on real MNIST, over seeds 1, 2 and 3: test accuracy and whole-command time.
 
-Targets on this CPU: test/acc >= 0.993 in under 10 minutes for the whole command.
+Targets on this 2-core CPU: mean test/acc >= 99.45 %, every seed >= 99.35 %, every whole command <= 8 min.
+Extra arguments are overrides for every seed (to try a variant: python bench/default_recipe.py ema.decay=null).
 """
 
 from __future__ import annotations
 
+import statistics
+import sys
+
 from common import check, metrics, row, run_mnistlab
 
+SEEDS = (1, 2, 3)
 
-def main() -> bool:
-    wall, run = run_mnistlab()
-    result = metrics(run)
-    row("test/acc of the default config", 100 * result["test/acc"], "%")
-    row(f"training, {result['epochs']} epochs", result["train_time_s"], "s")
-    row("seconds per epoch", result["time_per_epoch_s"], "s")
-    row("whole command (python -m mnistlab.train)", wall, "s")
-    ok = check("test/acc >= 99.3 %", result["test/acc"] >= 0.993)
-    return check("whole command < 600 s", wall < 600) and ok
+
+def main(overrides: list[str] = ()) -> bool:
+    accs, walls = [], []
+    for seed in SEEDS:
+        wall, run = run_mnistlab(f"seed={seed}", *overrides)
+        result = metrics(run)
+        accs.append(result["test/acc"])
+        walls.append(wall)
+        row(f"seed {seed}: test/acc (val/acc_best {100 * result['val/acc_best']:.2f} %)", 100 * result["test/acc"], "%")
+        row(f"seed {seed}: {result['epochs']} epochs of training", result["train_time_s"], "s")
+        row(f"seed {seed}: whole command (python -m mnistlab.train)", wall, "s")
+    row("mean test/acc over seeds 1, 2, 3", 100 * statistics.mean(accs), "%")
+    row("lowest test/acc", 100 * min(accs), "%")
+    ok = check("mean test/acc >= 99.45 %", statistics.mean(accs) >= 0.9945)
+    ok = check("every seed >= 99.35 %", min(accs) >= 0.9935) and ok
+    return check("every whole command <= 8 min", max(walls) <= 480) and ok
 
 
 if __name__ == "__main__":
-    raise SystemExit(0 if main() else 1)
+    raise SystemExit(0 if main(sys.argv[1:]) else 1)

@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.process import end_process
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="export")
@@ -19,7 +20,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-export`` command."""
-    main()
+    end_process(main)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from mnistlab.api import callable_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.process import end_process
 
 callable_command(__name__)  # `from mnistlab import predict` is also the Python function of mnistlab.api
 
@@ -25,7 +26,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-predict`` command."""
-    main()
+    end_process(main)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from mnistlab.core.errors import run_command
+from mnistlab.core.process import end_process
 
 
 def report(argv: list[str]) -> int:
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
 
 def cli() -> None:
     """The ``mnistlab-report`` command."""
-    raise SystemExit(main(sys.argv[1:]))
+    end_process(lambda: sys.exit(main(sys.argv[1:])))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mnistlab.api import callable_command
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
+from mnistlab.core.process import end_process
 
 callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
 
@@ -28,7 +29,7 @@ def cli() -> None:
     """The ``mnistlab-train`` command: what is checked on the raw command line (busy dirs, ``resume=``, unknown
     presets) happens before Hydra composes anything."""
     sys.argv = run_command(lambda: prepare_train_overrides(sys.argv))
-    main()
+    end_process(main)
 
 
 if __name__ == "__main__":

@@ -85,8 +85,22 @@ def test_cnn3_and_mlp_widths():
 
 
 def test_too_many_pooling_blocks_is_a_clear_error():
-    with pytest.raises(ValueError, match="too many pooling blocks"):
+    with pytest.raises(ValueError, match="too many blocks for a 4×4 input"):
         CNN((1, 4, 4), 10, channels=[8, 8, 8])
+    with pytest.raises(ValueError, match="too many blocks for a 28×28 input"):
+        CNN((1, 28, 28), 10, channels=[8, 8, 8], kernel_size=5, padding="valid")  # 28 → 12 → 4 → 0
+
+
+def test_valid_padding_and_a_kernel_per_block():
+    """The small fast CNN: 28 → 24 → 12 (5×5 conv, pool) → 10 → 5 (3×3 conv, pool) → FC."""
+    small = CNN((1, 28, 28), 10, channels=[24, 32], kernel_size=[5, 3], padding="valid", fc=[256], norm="batch")
+    assert [b[0].kernel_size for b in small.features] == [(5, 5), (3, 3)]
+    assert small.head[1].in_features == 32 * 5 * 5
+    assert small(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match=r"model.kernel_size=\[5, 3, 3\] gives 3 sizes for 2 conv blocks"):
+        CNN((1, 28, 28), 10, channels=[24, 32], kernel_size=[5, 3, 3])
+    with pytest.raises(ValueError, match=r"model\.padding='full' is not one of same, valid"):
+        CNN((1, 28, 28), 10, padding="full")
 
 
 def _weights(model: nn.Module) -> list[torch.Tensor]:

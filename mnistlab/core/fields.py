@@ -44,12 +44,16 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "ints": (_is_ints, "a list of positive integers such as [32,64]"),
+    "int_or_ints": (
+        lambda v: (_is_int(v) and v > 0) or _is_ints(v),
+        "a positive integer, or a list of them such as [5,3]",
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Field:
-    """``kind``: number, int, bool, str, ints (a list of positive integers) or choice (one of ``choices``);
+    """``kind``: number, int, bool, str, ints (a list of positive integers), int_or_ints or choice (one of ``choices``);
     ``test``/``allowed``: the range of a number and how the error says it. None is always allowed (unset)."""
 
     key: str
@@ -113,7 +117,8 @@ MODEL = (
     Field("model.fc", "ints"),
     Field("model.hidden", "ints"),
     Field("model.blocks", "ints"),
-    integer("model.kernel_size"),
+    Field("model.kernel_size", "int_or_ints"),
+    choice("model.padding", ("same", "valid")),
 )
 OPTIM = (
     Field("optim.name", "str"),
@@ -194,6 +199,8 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         number("tune.min_lr", _positive, "must be > 0"),
         number("tune.max_lr", _positive, "must be > 0"),
         integer("tune.num_training"),
+        number("loss.label_smoothing", _fraction, "must be in [0, 1)"),
+        number("ema.decay", lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.999 (null: off)"),
         flag("speed.compile"),
         flag("speed.channels_last"),
         integer("speed.threads"),

@@ -40,6 +40,21 @@ def check_model_settings(model: dict[str, Any]) -> type[nn.Module]:
     return cls
 
 
+def with_defaults(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` with every setting its class takes, those it leaves out at the class's default: a checkpoint
+    saved before a setting existed describes the same architecture as a config that names its default."""
+    try:
+        cls = MODELS.get(model.get("name"))
+    except ConfigError:
+        return dict(model)
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(cls).parameters.items()
+        if name not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, **model}
+
+
 def create_model(model: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The registered class of ``model["name"]`` with the other keys as its arguments."""
     kwargs = {k: v for k, v in model.items() if k != "name"}

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from mnistlab.core.config import CONFIG_DIR, to_plain
 from mnistlab.core.errors import run_command
 from mnistlab.core.fields import validate
+from mnistlab.core.process import end_process
 
 
 def run(cfg: DictConfig) -> dict:
@@ -78,7 +79,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-scratch`` command."""
-    main()
+    end_process(main)
 
 
 if __name__ == "__main__":

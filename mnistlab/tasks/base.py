@@ -49,6 +49,7 @@ class ImageTask(L.LightningModule):
         classes: list[str] | None = None,
         channels_last: bool = True,
         compile: bool = False,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # HParams are logged once, deliberately, by the pipeline
@@ -62,6 +63,7 @@ class ImageTask(L.LightningModule):
         if compile:
             self.net.compile()
         self.lr = float(check("optim.lr", optim.get("lr")))  # Lightning's LR finder reads and writes this
+        self.label_smoothing = float(check("loss.label_smoothing", label_smoothing))
         self.train_loss = MeanMetric()
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best

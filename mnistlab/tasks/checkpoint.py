@@ -158,9 +158,11 @@ def check_same_architecture(path: str, model: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint that is corrupt, unsafe, or of another architecture than ``model`` fails here, in a second.
     Returns its hyper-parameters."""
     ignored = ("dropout", "activation", "init")  # may change when fine-tuning: they do not shape the parameters
+    from mnistlab.models.registry import with_defaults
+
     hparams = read_checkpoint(path)["hyper_parameters"]
-    saved = hparams.get("model") or {}
-    wanted = {k: v for k, v in model.items() if k not in ignored}
+    saved = with_defaults(hparams.get("model") or {})
+    wanted = {k: v for k, v in with_defaults(model).items() if k not in ignored}
     saved = {k: v for k, v in saved.items() if k not in ignored}
     if saved != wanted:
         diff = sorted(

@@ -47,7 +47,7 @@ class ClassificationTask(ImageTask):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         self.train_acc.update(logits.detach(), labels)
         self.track_loss(loss.detach())
         return loss

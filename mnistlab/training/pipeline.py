@@ -54,6 +54,10 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         monitor = search.get("monitor") or "val/acc"
         pruner = to_plain(sweeper.get("pruner"))
         callbacks.append(OptunaPruning(storage, sweeper.get("study_name", "mnistlab"), search.trial, monitor, pruner))
+    if cfg.ema.decay is not None:
+        from mnistlab.training.callbacks import WeightAverage
+
+        callbacks.append(WeightAverage(decay=float(cfg.ema.decay)))
     return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 
@@ -80,6 +84,7 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
         classes=list(datamodule.classes),
         channels_last=bool(cfg.speed.channels_last),
         compile=bool(cfg.speed.compile),
+        label_smoothing=float(cfg.loss.label_smoothing),
     )
     if cfg.ckpt_path and not cfg.resume:
         load_weights(module, str(cfg.ckpt_path))

@@ -18,6 +18,7 @@ _WHERE = {
     "LearningRate": "learning_rate",
     "OptunaPruning": "pruning",
     "RunCheckpoint": "checkpoint",
+    "WeightAverage": "weight_average",
 }
 __all__ = sorted(_WHERE)
 __getattr__ = lazy_exports("mnistlab.training.callbacks", _WHERE)
