@@ -1,21 +1,48 @@
-"""`experiment=fast`: MNIST test accuracy after one epoch, and the whole command's wall time.
+"""`experiment=fast`: MNIST test accuracy after one epoch of the small CNN, and the whole command's wall time,
+over seeds 1, 2 and 3; with what the command's start-up is made of.
 
-Targets on this CPU: test/acc >= 0.990 and <= 45 s for the whole command (start-up and test included).
+Targets on this 2-core CPU: mean test/acc >= 99.0 % and every whole command <= 15 s (start-up, one epoch of
+training and validation, the test and the run report included).
 """
 
 from __future__ import annotations
 
-from common import check, metrics, row, run_mnistlab
+import statistics
+import subprocess
+import sys
+import time
+
+from common import REPO, check, metrics, row, run_mnistlab
+
+SEEDS = (1, 2, 3)
+
+
+def import_seconds(module: str, rounds: int = 3) -> float:
+    """Best wall time of a fresh ``python -c 'import <module>'`` (interpreter start included)."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO, check=True)
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def main() -> bool:
-    wall, run = run_mnistlab("experiment=fast")
-    result = metrics(run)
-    row("test/acc after 1 epoch", 100 * result["test/acc"], "%")
-    row("training (train + val loops)", result["train_time_s"], "s")
-    row("whole command (python -m mnistlab.train experiment=fast)", wall, "s")
-    ok = check("test/acc >= 99.0 %", result["test/acc"] >= 0.990)
-    return check("whole command <= 45 s", wall <= 45) and ok
+    accs, walls = [], []
+    for seed in SEEDS:
+        wall, run = run_mnistlab("experiment=fast", f"seed={seed}")
+        result = metrics(run)
+        accs.append(result["test/acc"])
+        walls.append(wall)
+        row(f"seed {seed}: test/acc after 1 epoch", 100 * result["test/acc"], "%")
+        row(f"seed {seed}: training (train + val loops)", result["train_time_s"], "s")
+        row(f"seed {seed}: whole command", wall, "s")
+    row("mean test/acc over seeds 1, 2, 3", 100 * statistics.mean(accs), "%")
+    row("python alone (python -c pass)", import_seconds("sys"), "s")
+    row("import torch", import_seconds("torch"), "s")
+    row("import lightning.pytorch (torchmetrics, torchvision with it)", import_seconds("lightning.pytorch"), "s")
+    ok = check("mean test/acc >= 99.0 %", statistics.mean(accs) >= 0.990)
+    return check("every whole command <= 15 s", max(walls) <= 15) and ok
 
 
 if __name__ == "__main__":

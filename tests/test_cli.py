@@ -237,3 +237,25 @@ def test_one_cycle_survives_a_four_step_run(tiny_data, tmp_path):
         data_dir=tiny_data,
     )
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_command_ends_fast_yet_like_a_normal_exit(tmp_path):
+    """The interpreter's teardown is skipped, nothing else: threads finish, atexit handlers run, output is
+    flushed, the exit status is kept."""
+    script = f"""
+import atexit, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from mnistlab.core.process import end_process
+
+out = Path({str(tmp_path)!r})
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
+ThreadPoolExecutor(1).submit(lambda: (time.sleep(0.3), (out / "pool").write_text("done")))
+sys.stdout.write("unflushed")
+end_process(lambda: sys.exit(3))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "unflushed"
+    assert {p.name for p in tmp_path.iterdir()} == {"atexit", "thread", "pool"}

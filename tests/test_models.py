@@ -97,6 +97,9 @@ def test_valid_padding_and_a_kernel_per_block():
     assert [b[0].kernel_size for b in small.features] == [(5, 5), (3, 3)]
     assert small.head[1].in_features == 32 * 5 * 5
     assert small(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    deep = CNN((1, 28, 28), 10, channels=[32, 64], convs_per_block=2, norm="batch")
+    assert [type(m).__name__ for m in deep.features[0]] == ["Conv2d", "BatchNorm2d", "ReLU"] * 2 + ["MaxPool2d"]
+    assert deep.features[1][3].in_channels == 64 and deep.head[1].in_features == 64 * 7 * 7
     with pytest.raises(ValueError, match=r"model.kernel_size=\[5, 3, 3\] gives 3 sizes for 2 conv blocks"):
         CNN((1, 28, 28), 10, channels=[24, 32], kernel_size=[5, 3, 3])
     with pytest.raises(ValueError, match=r"model\.padding='full' is not one of same, valid"):

@@ -119,6 +119,7 @@ MODEL = (
     Field("model.blocks", "ints"),
     Field("model.kernel_size", "int_or_ints"),
     choice("model.padding", ("same", "valid")),
+    integer("model.convs_per_block"),
 )
 OPTIM = (
     Field("optim.name", "str"),

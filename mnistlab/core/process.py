@@ -31,7 +31,8 @@ def end_process(command: Callable[[], object]) -> NoReturn:
     What a normal exit does that matters still happens, in the same order: non-daemon threads are joined
     (``threading._shutdown``, thread pools included), ``atexit`` handlers run (logging's flush, child
     processes' clean-up), the standard streams are flushed. An uncaught exception (a bug) exits normally, with
-    its traceback. Where CPython's hooks are missing, the normal exit is taken.
+    its traceback. Under a profiler, debugger or coverage tracer (they write their results after the program
+    returns), or where CPython's hooks are missing, the normal exit is taken.
     """
     try:
         command()
@@ -40,7 +41,13 @@ def end_process(command: Callable[[], object]) -> NoReturn:
         code = exit_code(stop)
     join_threads = getattr(threading, "_shutdown", None)
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
-    if join_threads is None or run_exit_handlers is None or threading.current_thread() is not threading.main_thread():
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if (
+        watched
+        or join_threads is None
+        or run_exit_handlers is None
+        or threading.current_thread() is not threading.main_thread()
+    ):
         raise SystemExit(code)
     join_threads()
     run_exit_handlers()
