@@ -184,12 +184,15 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+# the training loop alone, doing what the hand loops do (no validation, schedule, averaged weights or smoothing)
 TRAIN_ONLY = [
     "trainer.limit_val_batches=0",
     "trainer.num_sanity_val_steps=0",
     "test=false",
     "scheduler=none",
     "data=mnist",
+    "ema.decay=null",
+    "loss.label_smoothing=0.0",
 ]
 
 

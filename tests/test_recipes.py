@@ -27,7 +27,7 @@ def composed(*overrides: str):
     [
         ("fast", 215_250, 1),  # convs 24·25 + 32·24·9 (no bias), BN 2·(24 + 32), FC 800·256 + 256, 256·10 + 10
         ("best", None, 40),
-        ("fashion", None, 28),
+        ("fashion", None, 17),
     ],
 )
 def test_presets_compose_validate_and_build(preset, params, epochs):

@@ -146,6 +146,7 @@ AUGMENT = (
     flag("data.augment.hflip"),
     number("data.augment.crop_scale", lambda v: 0 <= v <= 1, "must be in [0, 1]"),
     number("data.augment.color_jitter", _fraction, "must be in [0, 1)"),
+    number("data.augment.erasing", lambda v: 0 <= v <= 1, "must be a probability in [0, 1]"),
 )
 DATA = (
     Field("data.dataset", "str"),

@@ -20,7 +20,8 @@ def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ..
     shear: ± degrees; perspective: distortion scale, applied with probability ``perspective_p``;
     hflip: random horizontal flips (not for digits); crop_scale: random resized crop keeping that fraction
     of the area or more (square, resized back to the input size); color_jitter: brightness, contrast and
-    saturation jitter of that strength.
+    saturation jitter of that strength; erasing: probability of erasing a random rectangle (2–33 % of the
+    image, random erasing), applied last.
     """
     cfg = dict(cfg or {})
     unknown = set(cfg) - set(AUGMENT_KEYS)
@@ -32,6 +33,7 @@ def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ..
     scale, shear = float(cfg.get("scale", 0)), float(cfg.get("shear", 0))
     perspective, perspective_p = float(cfg.get("perspective", 0)), float(cfg.get("perspective_p", 0.5))
     crop_scale, jitter = float(cfg.get("crop_scale", 0)), float(cfg.get("color_jitter", 0))
+    erasing = float(cfg.get("erasing", 0))
 
     import kornia.augmentation as K
 
@@ -54,4 +56,6 @@ def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ..
         )
     if perspective:
         steps.append(K.RandomPerspective(distortion_scale=perspective, p=perspective_p))
+    if erasing:
+        steps.append(K.RandomErasing(p=erasing))
     return nn.Sequential(*steps) if steps else None

@@ -231,7 +231,7 @@ class InMemoryDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         """uint8 → float in [0, 1] on the device, augmented when training."""
         images, labels = batch
-        images = images.float().div_(255)
+        images = torch.div(images, 255)  # one pass: uint8 divided into float32
         trainer = self.trainer
         if self.augmentation is not None and trainer is not None and trainer.training:
             images = self.augmentation(images)

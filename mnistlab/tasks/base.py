@@ -64,7 +64,8 @@ class ImageTask(L.LightningModule):
             self.net.compile()
         self.lr = float(check("optim.lr", optim.get("lr")))  # Lightning's LR finder reads and writes this
         self.label_smoothing = float(check("loss.label_smoothing", label_smoothing))
-        self.train_loss = MeanMetric()
+        # NaN is caught by the loss window and at the epoch's end; the default check costs two host syncs a step
+        self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # in the state dict, so a resumed run keeps its best
         self._loss_window = torch.zeros(())
