@@ -184,6 +184,15 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+def over_seeds(seeds: tuple[int, ...], *overrides: str) -> list[tuple[float, dict]]:
+    """``python -m mnistlab.train seed=<s> …`` once per seed: (whole-command seconds, metrics.json) of each."""
+    results = []
+    for seed in seeds:
+        wall, run = run_mnistlab(f"seed={seed}", *overrides)
+        results.append((wall, metrics(run)))
+    return results
+
+
 # the training loop alone, doing what the hand loops do (no validation, schedule, averaged weights or smoothing)
 TRAIN_ONLY = [
     "trainer.limit_val_batches=0",

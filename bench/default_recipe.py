@@ -9,18 +9,15 @@ from __future__ import annotations
 import statistics
 import sys
 
-from common import check, metrics, row, run_mnistlab
+from common import check, over_seeds, row
 
 SEEDS = (1, 2, 3)
 
 
 def main(overrides: list[str] = ()) -> bool:
-    accs, walls = [], []
-    for seed in SEEDS:
-        wall, run = run_mnistlab(f"seed={seed}", *overrides)
-        result = metrics(run)
-        accs.append(result["test/acc"])
-        walls.append(wall)
+    runs = over_seeds(SEEDS, *overrides)
+    accs, walls = [r["test/acc"] for _, r in runs], [wall for wall, _ in runs]
+    for seed, (wall, result) in zip(SEEDS, runs, strict=True):
         row(f"seed {seed}: test/acc (val/acc_best {100 * result['val/acc_best']:.2f} %)", 100 * result["test/acc"], "%")
         row(f"seed {seed}: {result['epochs']} epochs of training", result["train_time_s"], "s")
         row(f"seed {seed}: whole command (python -m mnistlab.train)", wall, "s")

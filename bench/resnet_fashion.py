@@ -16,6 +16,8 @@ def main() -> bool:
         "model.blocks=[1,1,1]",
         "data=fashion_mnist",
         "trainer.max_epochs=3",
+        "ema.decay=null",  # the plain recipe this figure was first measured with
+        "loss.label_smoothing=0.0",
     )
     result = metrics(run)
     row("test/acc after 3 epochs", 100 * result["test/acc"], "%")

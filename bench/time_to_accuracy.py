@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from common import REPO, check, metrics, row, run_mnistlab
+from common import REPO, check, over_seeds, row
 
 SEEDS = (1, 2, 3)
 
@@ -28,12 +28,9 @@ def import_seconds(module: str, rounds: int = 3) -> float:
 
 
 def main() -> bool:
-    accs, walls = [], []
-    for seed in SEEDS:
-        wall, run = run_mnistlab("experiment=fast", f"seed={seed}")
-        result = metrics(run)
-        accs.append(result["test/acc"])
-        walls.append(wall)
+    runs = over_seeds(SEEDS, "experiment=fast")
+    accs, walls = [r["test/acc"] for _, r in runs], [wall for wall, _ in runs]
+    for seed, (wall, result) in zip(SEEDS, runs, strict=True):
         row(f"seed {seed}: test/acc after 1 epoch", 100 * result["test/acc"], "%")
         row(f"seed {seed}: training (train + val loops)", result["train_time_s"], "s")
         row(f"seed {seed}: whole command", wall, "s")

@@ -102,6 +102,9 @@ def test_valid_padding_and_a_kernel_per_block():
     assert deep.features[1][3].in_channels == 64 and deep.head[1].in_features == 64 * 7 * 7
     with pytest.raises(ValueError, match=r"model.kernel_size=\[5, 3, 3\] gives 3 sizes for 2 conv blocks"):
         CNN((1, 28, 28), 10, channels=[24, 32], kernel_size=[5, 3, 3])
+    with pytest.raises(ValueError, match="needs odd sizes"):
+        CNN((1, 28, 28), 10, kernel_size=[4, 3])
+    assert len(CNN((1, 28, 28), 10, convs_per_block=None).features[0]) == 3  # null: one conv (conv, ReLU, pool)
     with pytest.raises(ValueError, match=r"model\.padding='full' is not one of same, valid"):
         CNN((1, 28, 28), 10, padding="full")
 

@@ -27,7 +27,8 @@ def composed(*overrides: str):
     [
         ("fast", 215_250, 1),  # convs 24·25 + 32·24·9 (no bias), BN 2·(24 + 32), FC 800·256 + 256, 256·10 + 10
         ("best", None, 40),
-        ("fashion", None, 17),
+        ("fashion", None, 24),
+        ("fashion_gpu", None, 60),
     ],
 )
 def test_presets_compose_validate_and_build(preset, params, epochs):
@@ -73,6 +74,8 @@ def test_the_test_and_evaluate_use_the_averaged_weights(tiny_data, tmp_path):
     averaged, current = best["state_dict"], best["current_model_state"]
     key = next(k for k in averaged if k.startswith("net.") and k.endswith("weight"))
     assert not torch.equal(averaged[key], current[key])  # the checkpoint's weights are the average
+    best_score = averaged["val_acc_best.max_value"]  # states that are not weights are the run's own
+    assert best_score == current["val_acc_best.max_value"] and best_score > 0
     record = json.loads((run / "metrics.json").read_text())
     evaluated = run_cli(
         "mnistlab.evaluate",
@@ -91,3 +94,37 @@ def test_recipe_knobs_are_checked_before_anything_is_read(tmp_path: Path):
     assert "error: ema.decay=1.5 must be in (0, 1), e.g. 0.999 (null: off)" in result.stderr
     result = run_cli("mnistlab.train", "model.convs_per_block=0", f"hydra.run.dir={tmp_path}", check=False)
     assert "error: model.convs_per_block=0 must be a positive integer" in result.stderr
+
+
+def test_random_erasing_blanks_a_rectangle_of_every_image():
+    from mnistlab.data.augment import build_augmentation
+
+    torch.manual_seed(0)
+    erase = build_augmentation({"erasing": 1.0})
+    images = erase(torch.ones(8, 1, 28, 28))
+    blanked = (images == 0).flatten(1).float().mean(1)
+    assert bool(((blanked >= 0.02) & (blanked <= 0.34)).all())  # 2-33 % of each image, as documented
+    assert build_augmentation({"erasing": 0.0}) is None
+
+
+def test_a_resume_keeps_the_recipe_its_run_recorded(tmp_path):
+    from mnistlab.core.config import recipe_pins
+
+    record = tmp_path / ".hydra" / "config.yaml"
+    record.parent.mkdir()
+    record.write_text("trainer:\n  max_epochs: 12\nseed: 1\n")  # a run from before smoothing and EMA existed
+    assert recipe_pins(tmp_path) == ["trainer.max_epochs=12", "loss.label_smoothing=0.0", "ema.decay=null"]
+    record.write_text("trainer:\n  max_epochs: 18\nloss:\n  label_smoothing: 0.1\nema:\n  decay: 0.999\n")
+    assert recipe_pins(tmp_path) == ["trainer.max_epochs=18", "loss.label_smoothing=0.1", "ema.decay=0.999"]
+    record.write_text("trainer:\n  max_epochs: ${oc.env:HOME}\n")  # data, never resolved: not taken
+    assert recipe_pins(tmp_path) == ["loss.label_smoothing=0.0", "ema.decay=null"]
+
+
+def test_a_resume_replays_every_recipe_key_of_train_yaml():
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.config import REPLAYED_ROOTS
+
+    train = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml")
+    not_replayed = {"defaults", "resume", "ckpt_path", "search", "skip_completed"}  # set per command, not recipe
+    assert set(train) - not_replayed <= REPLAYED_ROOTS

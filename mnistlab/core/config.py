@@ -39,7 +39,12 @@ REPLAYED_ROOTS = {
     "tune",
     "speed",
     "task_name",
+    "loss",
+    "ema",
 }
+# recipe keys whose defaults have changed between versions, and their value in runs recorded before the key
+# existed: a resume continues the run's own recipe (its .hydra/config.yaml), not today's defaults
+RECIPE_KEYS: dict[str, Any] = {"trainer.max_epochs": ..., "loss.label_smoothing": 0.0, "ema.decay": None}
 LEGACY_OVERRIDES = {"model.compile": "speed.compile", "model.channels_last": "speed.channels_last"}
 RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
 BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
@@ -147,6 +152,26 @@ def _replayable(override: str) -> str | None:
     return f"{key[: len(key) - len(key.lstrip('+~'))]}{name}={value}"
 
 
+def recipe_pins(run_dir: Path) -> list[str]:
+    """Overrides that hold a run to the recipe its ``.hydra/config.yaml`` recorded for ``RECIPE_KEYS`` (read as
+    YAML data: only numbers and null are taken; a value the run lacks is the one it ran with then, if known)."""
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"), resolve=False)
+    except Exception:  # no readable record: the saved overrides alone
+        return []
+    pins = []
+    for key, before in RECIPE_KEYS.items():
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part, ...) if isinstance(node, dict) else ...
+        value = before if node is ... else node
+        if value is None:
+            pins.append(f"{key}=null")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            pins.append(f"{key}={value!r}")
+    return pins
+
+
 def saved_overrides(run_dir: Path) -> list[str]:
     """The overrides a run was started with that a resume replays; the others are left out with a note."""
     try:
@@ -184,7 +209,7 @@ def expand_resume(argv: list[str]) -> list[str]:
             f"resume={run_dir} has no checkpoints/last.ckpt to resume from (the run ended before its first epoch)"
         )
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
-    saved = [o for o in saved_overrides(run_dir) if not o.startswith(dropped)]
+    saved = [*recipe_pins(run_dir), *(o for o in saved_overrides(run_dir) if not o.startswith(dropped))]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
     if is_rank_zero():  # other DDP ranks re-run this in the run dir that rank 0 holds
         keep_run_config(run_dir)  # refuse_busy_dirs has made sure no other process writes there

@@ -30,9 +30,10 @@ def end_process(command: Callable[[], object]) -> NoReturn:
 
     What a normal exit does that matters still happens, in the same order: non-daemon threads are joined
     (``threading._shutdown``, thread pools included), ``atexit`` handlers run (logging's flush, child
-    processes' clean-up), the standard streams are flushed. An uncaught exception (a bug) exits normally, with
-    its traceback. Under a profiler, debugger or coverage tracer (they write their results after the program
-    returns), or where CPython's hooks are missing, the normal exit is taken.
+    processes' clean-up), the standard streams are flushed. An uncaught exception exits normally, with its
+    traceback (Hydra's commands print theirs and exit 1 themselves). Under a profiler, debugger or coverage
+    tracer (they write their results after the program returns), or where CPython's hooks are missing, the
+    normal exit is taken. It never returns: a process's entry point only, never a call a program goes on from.
     """
     try:
         command()

@@ -11,8 +11,6 @@ from mnistlab.core.fields import check
 from mnistlab.models.layers import check_dropout, dense_block, init_weights, make_activation, make_norm
 from mnistlab.models.registry import register_model
 
-PADDINGS = ("same", "valid")
-
 
 def conv_block(
     in_channels: int,
@@ -66,10 +64,15 @@ class CNN(nn.Module):
     ) -> None:
         super().__init__()
         check_dropout(dropout)
-        convs = int(check("model.convs_per_block", convs_per_block))
-        if padding not in PADDINGS:
-            raise ConfigError(f"model.padding={padding!r} is not one of {', '.join(PADDINGS)}")
+        convs = int(check("model.convs_per_block", convs_per_block) or 1)
+        padding = str(check("model.padding", padding) or "same")
+        check("model.kernel_size", kernel_size)
         kernels = [int(kernel_size)] * len(channels) if isinstance(kernel_size, int) else [int(k) for k in kernel_size]
+        if padding == "same" and any(k % 2 == 0 for k in kernels):
+            raise ConfigError(
+                f"model.kernel_size={kernel_size} with model.padding=same needs odd sizes (an even kernel cannot "
+                "keep the map's size); use odd sizes or model.padding=valid"
+            )
         if len(kernels) != len(channels):
             raise ConfigError(
                 f"model.kernel_size={list(kernels)} gives {len(kernels)} sizes for {len(channels)} conv blocks "

@@ -47,8 +47,8 @@ def with_defaults(model: dict[str, Any]) -> dict[str, Any]:
         cls = MODELS.get(model.get("name"))
     except ConfigError:
         return dict(model)
-    defaults = {
-        name: p.default
+    defaults = {  # as a config holds them: lists, not tuples
+        name: list(p.default) if isinstance(p.default, tuple) else p.default
         for name, p in inspect.signature(cls).parameters.items()
         if name not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty
     }

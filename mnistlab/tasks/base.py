@@ -63,7 +63,7 @@ class ImageTask(L.LightningModule):
         if compile:
             self.net.compile()
         self.lr = float(check("optim.lr", optim.get("lr")))  # Lightning's LR finder reads and writes this
-        self.label_smoothing = float(check("loss.label_smoothing", label_smoothing))
+        self.label_smoothing = float(check("loss.label_smoothing", label_smoothing) or 0.0)
         # NaN is caught by the loss window and at the epoch's end; the default check costs two host syncs a step
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_acc_best = MaxMetric()

@@ -54,10 +54,10 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         monitor = search.get("monitor") or "val/acc"
         pruner = to_plain(sweeper.get("pruner"))
         callbacks.append(OptunaPruning(storage, sweeper.get("study_name", "mnistlab"), search.trial, monitor, pruner))
-    if cfg.ema.decay is not None:
+    if cfg.ema.decay is not None:  # first: the callbacks after it (diagnostics, checkpoints) see the average
         from mnistlab.training.callbacks import WeightAverage
 
-        callbacks.append(WeightAverage(decay=float(cfg.ema.decay)))
+        callbacks.insert(0, WeightAverage(decay=float(cfg.ema.decay)))
     return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
 
 
@@ -65,6 +65,7 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
     """The data (set up: the task needs its input shape, classes and train statistics), the task with the
     registered model, the loggers and the trainer."""
     from mnistlab.data import create_datamodule
+    from mnistlab.models import model_task
     from mnistlab.tasks import task_class
     from mnistlab.training.callbacks import RunStats
     from mnistlab.training.checkpoint_io import AtomicCheckpointIO
@@ -84,7 +85,8 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
         classes=list(datamodule.classes),
         channels_last=bool(cfg.speed.channels_last),
         compile=bool(cfg.speed.compile),
-        label_smoothing=float(cfg.loss.label_smoothing),
+        # smoothing is a classification loss's; the detector's losses are its own (recorded as 0)
+        label_smoothing=float(cfg.loss.label_smoothing or 0) if model_task(model["name"]) == "classification" else 0.0,
     )
     if cfg.ckpt_path and not cfg.resume:
         load_weights(module, str(cfg.ckpt_path))
@@ -235,6 +237,8 @@ def test(run: Run, best: str | None, record: dict[str, Any]) -> None:
     if run.trainer.is_global_zero:
         writers = tensorboard_writers(run.loggers, step=run.trainer.global_step)
         record.update(write_test_report(run.out_dir, run.module, run.datamodule, record, writers))
+        for writer in writers:  # Lightning closed its loggers after fit: these writers were reopened, flush them
+            writer.flush()
 
 
 def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, Any]:

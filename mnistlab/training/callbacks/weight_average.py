@@ -39,6 +39,19 @@ class WeightAverage(WeightAveraging):
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None  # after every optimizer step
 
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        """The averaged weights and BatchNorm statistics; every other state (the best score so far and the
+        metrics' states) is the run's current one, not the copy the average was made from at the start."""
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        current = checkpoint.get("current_model_state")
+        if current is None:
+            return
+        averaged = {name for name, _ in pl_module.named_parameters()} | {name for name, _ in pl_module.named_buffers()}
+        state = checkpoint["state_dict"]
+        for key in state:
+            if key not in averaged and key in current:
+                state[key] = current[key]
+
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
