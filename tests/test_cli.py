@@ -40,6 +40,8 @@ HPARAM_KEYS = {
     "seed",
     "fold",
     "permute_pixels",
+    "label_smoothing",
+    "ema_decay",
 }
 
 

@@ -24,6 +24,8 @@ HPARAM_OF = {
     "trainer.precision": "precision",
     "data.fold": "fold",
     "data.permute_pixels": "permute_pixels",
+    "loss.label_smoothing": "label_smoothing",
+    "ema.decay": "ema_decay",
 }
 NOT_FACTORS = ("hydra.", "hydra/", "paths.", "skip_completed")  # where a sweep runs, not what it compares
 

@@ -40,6 +40,8 @@ BASE_TYPES: dict[str, type] = {
     "seed": int,
     "fold": int,
     "permute_pixels": bool,
+    "label_smoothing": float,
+    "ema_decay": float,
 }
 # the columns a single run shows first in the HParams tab, after the keys set on its command line
 FIRST = ("data", "model", "optim", "lr", "scheduler")
@@ -67,6 +69,8 @@ def sweep_hparams(
         "seed": int(cfg.seed),
         "fold": int(data.get("fold", 0)) if data.get("num_folds") else -1,
         "permute_pixels": bool(data.get("permute_pixels", False)),
+        "label_smoothing": float(OmegaConf.select(cfg, "loss.label_smoothing", default=0.0) or 0.0),
+        "ema_decay": float(OmegaConf.select(cfg, "ema.decay", default=None) or 0.0),  # 0: no averaged weights
     }
     for key in extra_keys:
         if key not in row:
