@@ -18,7 +18,7 @@ SEEDS = (1, 2, 3)
 
 
 def import_seconds(module: str, rounds: int = 3) -> float:
-    """Best wall time of a fresh ``python -c 'import <module>'`` (interpreter start included)."""
+    """Best wall time of a fresh ``python -c 'import <module>'``, interpreter start and teardown included."""
     best = float("inf")
     for _ in range(rounds):
         start = time.perf_counter()
