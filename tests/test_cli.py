@@ -186,7 +186,7 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
     result = run_cli("mnistlab.train", "--help")
-    assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, fasterrcnn, linear, mlp" in result.stdout
+    assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, cnn_small, fasterrcnn, linear, mlp" in result.stdout
 
 
 def test_ablation_preset_sweeps_its_matrix(tiny_data, tmp_path):
