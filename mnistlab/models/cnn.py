@@ -27,10 +27,10 @@ def conv_block(
     The conv bias is dropped when BatchNorm follows: BN's own shift makes it redundant, and its gradient
     is a full reduction over the feature map that costs ~15 % of a CPU step for nothing.
     """
+    pad = kernel_size // 2 if padding == "same" else 0
     layers: list[nn.Module] = []
     for i in range(convs):
         bn = make_norm(norm, out_channels, dims=2)
-        pad = kernel_size // 2 if padding == "same" else 0
         source = in_channels if i == 0 else out_channels
         layers.append(nn.Conv2d(source, out_channels, kernel_size, padding=pad, bias=bn is None))
         layers += [bn, make_activation(activation)] if bn is not None else [make_activation(activation)]

@@ -86,7 +86,7 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
         channels_last=bool(cfg.speed.channels_last),
         compile=bool(cfg.speed.compile),
         # smoothing is a classification loss's; the detector's losses are its own (recorded as 0)
-        label_smoothing=float(cfg.loss.label_smoothing or 0) if model_task(model["name"]) == "classification" else 0.0,
+        label_smoothing=cfg.loss.label_smoothing if model_task(model["name"]) == "classification" else 0.0,
     )
     if cfg.ckpt_path and not cfg.resume:
         load_weights(module, str(cfg.ckpt_path))
