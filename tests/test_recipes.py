@@ -51,13 +51,16 @@ def test_the_default_recipe_and_the_course_matrix():
 
 
 def test_ema_decay_warms_up_and_leaves_integer_buffers_alone():
-    averaged, current = torch.zeros(3), torch.ones(3)
-    early = ema_with_warmup(averaged, current, torch.tensor(1), decay=0.999)  # (1 + 1) / (10 + 1): follows fast
-    assert torch.allclose(early, torch.full((3,), 1 - 2 / 11))
-    late = ema_with_warmup(averaged, current, torch.tensor(100_000), decay=0.999)
-    assert torch.allclose(late, torch.full((3,), 0.001))
-    counter = torch.tensor(5)
-    assert ema_with_warmup(counter, torch.tensor(9), torch.tensor(50), decay=0.999) == 9
+    def step(n: int) -> torch.Tensor:
+        averaged = [torch.zeros(3)]
+        ema_with_warmup(averaged, [torch.ones(3)], torch.tensor(n), decay=0.999)
+        return averaged[0]
+
+    assert torch.allclose(step(1), torch.full((3,), 1 - 2 / 11))  # (1 + 1) / (10 + 1): follows fast
+    assert torch.allclose(step(100_000), torch.full((3,), 0.001))
+    counter = [torch.tensor(5)]
+    ema_with_warmup(counter, [torch.tensor(9)], torch.tensor(50), decay=0.999)
+    assert counter[0] == 9
 
 
 def test_the_test_and_evaluate_use_the_averaged_weights(tiny_data, tmp_path):

@@ -242,6 +242,8 @@ def test_joblib_parallel_sweep(tiny_data, tmp_path):
     )
     assert "2 of 2 runs completed, 0 failed" in result.stdout
     assert {metrics(tmp_path / str(i))["hparams"]["optim"] for i in range(2)} == {"sgd", "adam"}
+    # the idle workers are ended when the sweep is done: each job's log was written to its last line first
+    assert all("results in" in (tmp_path / str(i) / "train.log").read_text() for i in range(2))
 
 
 @needs("optuna")

@@ -11,14 +11,18 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 
-def ema_with_warmup(averaged: Tensor, current: Tensor, num_averaged: Tensor, decay: float) -> Tensor:
-    """One EMA step whose decay ramps up as ``(1 + n) / (10 + n)`` to ``decay``: after 50 steps the average
-    already follows the weights (0.85), where a fixed 0.999 would still be 95 % the random initialization.
-    Integer buffers (BatchNorm's batch counter) take the current value."""
-    if not averaged.is_floating_point():
-        return current
-    rate = 1 - torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)
-    return averaged + (current - averaged) * rate.to(averaged.dtype)
+def ema_with_warmup(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor, decay: float) -> None:
+    """One EMA step, in place, over a group of same-dtype tensors, whose decay ramps up as
+    ``(1 + n) / (10 + n)`` to ``decay``: after 50 steps the average already follows the weights (0.85), where a
+    fixed 0.999 would still be 95 % the random initialization. Integer buffers (BatchNorm's batch counter)
+    take the current value. A few multi-tensor ops a step, none reading a value back to the host."""
+    if not averaged[0].is_floating_point():
+        torch._foreach_copy_(averaged, current)
+        return
+    rate = (1 - torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)).to(averaged[0].dtype)
+    step = torch._foreach_sub(current, averaged)
+    torch._foreach_mul_(step, rate)
+    torch._foreach_add_(averaged, step)
 
 
 class WeightAverage(WeightAveraging):
@@ -34,7 +38,7 @@ class WeightAverage(WeightAveraging):
     """
 
     def __init__(self, decay: float = 0.999) -> None:
-        super().__init__(avg_fn=partial(ema_with_warmup, decay=float(decay)))
+        super().__init__(multi_avg_fn=partial(ema_with_warmup, decay=float(decay)))
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None  # after every optimizer step
