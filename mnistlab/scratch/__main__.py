@@ -17,11 +17,11 @@ from mnistlab.core.process import end_process
 
 
 def run(cfg: DictConfig) -> dict:
+    validate(cfg, "scratch")  # in a second, before the data modules (and Lightning) are imported
     from mnistlab.core.files import write_json_atomic
     from mnistlab.data import create_datamodule
     from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
 
-    validate(cfg, "scratch")
     datamodule = create_datamodule(to_plain(cfg.data))
     datamodule.setup("fit")
     # pixels in [0, 1]; `scratch.standardize=true` subtracts the train mean and divides by the train std

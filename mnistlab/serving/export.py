@@ -69,13 +69,13 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     validate(cfg, "export")
-    model, card = load_inference_model(cfg.ckpt_path, str(cfg.preprocess))
     ckpt = Path(str(cfg.ckpt_path))
     output = Path(str(cfg.output)) if cfg.output else ckpt.with_name(ckpt.stem + FORMATS[cfg.format])
     if output.resolve() == ckpt.resolve():
         raise ConfigError(f"output={output} is the checkpoint itself; choose another file name")
     if output.is_dir():
         raise ConfigError(f"output={output} is a folder; name the file to write in it, e.g. output={output}/model.onnx")
+    model, card = load_inference_model(cfg.ckpt_path, str(cfg.preprocess))
     batch = torch.rand(8, *card.input_shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = model(batch).numpy()

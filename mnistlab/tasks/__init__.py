@@ -33,11 +33,13 @@ def task_class(model: dict[str, Any] | None) -> type:
 
 def check_names(model: dict[str, Any], optim: dict[str, Any], scheduler: dict[str, Any] | None) -> None:
     """Fail at once, before any data is read, on a model, optimizer or scheduler name no registry knows."""
+    from mnistlab.models import model_task
     from mnistlab.models.registry import check_model_settings
     from mnistlab.tasks.optim import OPTIMIZERS, SCHEDULERS, is_none
 
     check_model_settings(model)
-    task_class(model)
+    if model_task(model.get("name")) not in TASKS:  # checked by name: the task's class brings Lightning
+        raise ValueError(f"model {model.get('name')!r} is registered for an unknown task")
     OPTIMIZERS.get(optim.get("name"))
     if not is_none((scheduler or {}).get("name")):
         SCHEDULERS.get(scheduler["name"])

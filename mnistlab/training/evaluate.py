@@ -33,11 +33,12 @@ def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split of its own data config (``data.*`` on the command line
     overrides it); write ``evaluation.json`` and the report into the run dir; print the main metrics."""
-    from mnistlab.data import create_datamodule
+    validate(cfg, "evaluate")  # a bad value or checkpoint is reported before Lightning and the data are imported
     from mnistlab.tasks.checkpoint import load_task, stored_data
 
-    validate(cfg, "evaluate")
     module, checkpoint = load_task(cfg.ckpt_path)
+    from mnistlab.data import create_datamodule
+
     saved = stored_data(checkpoint)
     if not saved:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} holds no data config; it was not written by mnistlab.train")
