@@ -159,3 +159,16 @@ def test_inits_listed():
 
 def test_every_declared_activation_has_a_module():
     assert tuple(ACTIVATION_MODULES) == ACTIVATIONS
+
+
+def test_one_kernel_size_and_one_per_block_are_the_same_architecture(tmp_path):
+    from conftest import write_checkpoint
+
+    from mnistlab.tasks.checkpoint import check_same_architecture
+
+    ckpt = write_checkpoint(tmp_path / "cnn.ckpt")  # channels [8, 16], kernel_size left at its default 3
+    model = {"name": "cnn", "channels": [8, 16], "fc": [32], "norm": "batch"}
+    check_same_architecture(str(ckpt), {**model, "kernel_size": [3, 3]})
+    check_same_architecture(str(ckpt), {**model, "kernel_size": 3})
+    with pytest.raises(ValueError, match=r"model.kernel_size=\[3, 3\] \(not \[3, 5\]\)"):
+        check_same_architecture(str(ckpt), {**model, "kernel_size": [3, 5]})

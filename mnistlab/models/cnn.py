@@ -104,5 +104,13 @@ class CNN(nn.Module):
         self.head = nn.Sequential(*head)
         init_weights(self, init, activation)
 
+    @staticmethod
+    def canonical_settings(settings: dict) -> dict:
+        """``kernel_size=3`` and ``kernel_size=[3, 3]`` build the same net: compared as one size per block."""
+        kernel, channels = settings.get("kernel_size"), settings.get("channels")
+        if isinstance(kernel, int) and not isinstance(kernel, bool) and isinstance(channels, list | tuple):
+            return {**settings, "kernel_size": [kernel] * len(channels)}
+        return settings
+
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))

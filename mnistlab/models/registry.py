@@ -41,8 +41,9 @@ def check_model_settings(model: dict[str, Any]) -> type[nn.Module]:
 
 
 def with_defaults(model: dict[str, Any]) -> dict[str, Any]:
-    """``model`` with every setting its class takes, those it leaves out at the class's default: a checkpoint
-    saved before a setting existed describes the same architecture as a config that names its default."""
+    """``model`` with every setting its class takes, those it leaves out at the class's default, in the class's
+    canonical form: a checkpoint saved before a setting existed, or one that spells a setting another way,
+    describes the same architecture as a config that names its default."""
     try:
         cls = MODELS.get(model.get("name"))
     except ConfigError:
@@ -52,7 +53,9 @@ def with_defaults(model: dict[str, Any]) -> dict[str, Any]:
         for name, p in inspect.signature(cls).parameters.items()
         if name not in ("input_shape", "num_classes") and p.default is not inspect.Parameter.empty
     }
-    return {**defaults, **model}
+    settings = {**defaults, **model}
+    canonical = getattr(cls, "canonical_settings", None)  # e.g. one kernel size for all blocks → one per block
+    return canonical(settings) if canonical else settings
 
 
 def create_model(model: dict[str, Any], input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
