@@ -184,21 +184,23 @@ def metrics(run_dir: Path) -> dict:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
-def over_seeds(seeds: tuple[int, ...], *overrides: str) -> tuple[list[float], list[float]]:
+def over_seeds(seeds: tuple[int, ...], *overrides: str) -> tuple[list[float], list[float], list[float]]:
     """``python -m mnistlab.train seed=<s> …`` once per seed, printing each run's test/acc, training time and
-    whole-command time, then the mean and lowest test/acc; returns (test/acc, whole-command seconds) lists."""
-    accs, walls = [], []
+    whole-command time, then the mean and lowest test/acc; returns (test/acc, whole-command seconds, seconds of
+    training) lists."""
+    accs, walls, train_times = [], [], []
     for seed in seeds:
         wall, run = run_mnistlab(f"seed={seed}", *overrides)
         result = metrics(run)
         accs.append(result["test/acc"])
         walls.append(wall)
+        train_times.append(result["train_time_s"])
         row(f"seed {seed}: test/acc (val/acc_best {100 * result['val/acc_best']:.2f} %)", 100 * result["test/acc"], "%")
         row(f"seed {seed}: {result['epochs']} epochs of training (train + val loops)", result["train_time_s"], "s")
         row(f"seed {seed}: whole command", wall, "s")
     row(f"mean test/acc over seeds {', '.join(map(str, seeds))}", 100 * sum(accs) / len(accs), "%")
     row("lowest test/acc", 100 * min(accs), "%")
-    return accs, walls
+    return accs, walls, train_times
 
 
 # the training loop alone, doing what the hand loops do (no validation, schedule, averaged weights or smoothing)
