@@ -38,6 +38,11 @@ def conv_block(
     return nn.Sequential(*layers)
 
 
+def kernels_per_block(kernel_size: int | Sequence[int], blocks: int) -> list[int]:
+    """One kernel size for every block, or one per block, as one size per block."""
+    return [int(kernel_size)] * blocks if isinstance(kernel_size, int) else [int(k) for k in kernel_size]
+
+
 @register_model("cnn")
 class CNN(nn.Module):
     """``channels=[32, 64]``: conv32 → conv64 (each 3×3, norm, activation, 2×2 pool) → FC 128 → classes,
@@ -67,7 +72,7 @@ class CNN(nn.Module):
         convs = int(check("model.convs_per_block", convs_per_block) or 1)
         padding = str(check("model.padding", padding) or "same")
         check("model.kernel_size", kernel_size)
-        kernels = [int(kernel_size)] * len(channels) if isinstance(kernel_size, int) else [int(k) for k in kernel_size]
+        kernels = kernels_per_block(kernel_size, len(channels))
         if padding == "same" and any(k % 2 == 0 for k in kernels):
             raise ConfigError(
                 f"model.kernel_size={kernel_size} with model.padding=same needs odd sizes (an even kernel cannot "
@@ -108,8 +113,8 @@ class CNN(nn.Module):
     def canonical_settings(settings: dict) -> dict:
         """``kernel_size=3`` and ``kernel_size=[3, 3]`` build the same net: compared as one size per block."""
         kernel, channels = settings.get("kernel_size"), settings.get("channels")
-        if isinstance(kernel, int) and not isinstance(kernel, bool) and isinstance(channels, list | tuple):
-            return {**settings, "kernel_size": [kernel] * len(channels)}
+        if isinstance(kernel, int) and isinstance(channels, list | tuple):
+            return {**settings, "kernel_size": kernels_per_block(kernel, len(channels))}
         return settings
 
     def forward(self, x: Tensor) -> Tensor:
