@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from mnistlab.core.config import CONFIG_DIR, to_plain
 from mnistlab.core.fields import validate
 from mnistlab.models.registry import create_model
-from mnistlab.training.callbacks.weight_average import ema_with_warmup
+from mnistlab.training.callbacks.weight_average import WeightAverage, ema_with_warmup
 
 
 def composed(*overrides: str):
@@ -61,6 +61,24 @@ def test_ema_decay_warms_up_and_leaves_integer_buffers_alone():
     counter = [torch.tensor(5)]
     ema_with_warmup(counter, [torch.tensor(9)], torch.tensor(50), decay=0.999)
     assert counter[0] == 9
+
+
+def test_the_average_is_kept_on_the_training_device():
+    """Lightning sets callbacks up before the module is moved: the average must follow the strategy's device
+    (``meta`` stands in for a GPU here), not stay where the module was."""
+    from types import SimpleNamespace
+
+    import lightning as L
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+    trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")))
+    callback = WeightAverage()
+    callback.setup(trainer, Module(), "fit")
+    assert {p.device.type for p in callback._average_model.parameters()} == {"meta"}
 
 
 def test_the_test_and_evaluate_use_the_averaged_weights(tiny_data, tmp_path):

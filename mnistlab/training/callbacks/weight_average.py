@@ -40,6 +40,14 @@ class WeightAverage(WeightAveraging):
     def __init__(self, decay: float = 0.999) -> None:
         super().__init__(multi_avg_fn=partial(ema_with_warmup, decay=float(decay)))
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """The average lives on the training device. Lightning's callback copies the module where it is at this
+        point, which is before the strategy moves it to the GPU: the average would stay on the host, and every
+        step would copy the weights back to it and wait for the GPU."""
+        if self._device is None:
+            self._device = trainer.strategy.root_device
+        super().setup(trainer, pl_module, stage)
+
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None  # after every optimizer step
 
