@@ -226,6 +226,21 @@ def test_ddp_cpu_trains_with_synced_metrics(tiny_data, tmp_path):
     assert len(list(tmp_path.glob("metrics.json"))) == 1 and len(list(tmp_path.glob("events.out.*"))) >= 1
 
 
+def test_mixed_precision_with_gradient_clipping_trains(tiny_data, tmp_path):
+    """Mixed precision cannot clip a fused optimizer's gradients: the optimizer is then built unfused."""
+    run_cli(
+        "mnistlab.train",
+        *FAST,
+        "trainer.max_epochs=1",
+        "trainer.precision=bf16-mixed",
+        "trainer.gradient_clip_val=1.0",
+        "optim=adamw",
+        f"hydra.run.dir={tmp_path}",
+        data_dir=tiny_data,
+    )
+    assert metrics(tmp_path)["status"] == "completed"
+
+
 def test_joblib_parallel_sweep(tiny_data, tmp_path):
     result = run_cli(
         "mnistlab.train",

@@ -173,6 +173,8 @@ class ImageTask(L.LightningModule):
     # -- optimization ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         """The optimizer and scheduler named in the config, with ``self.lr`` as the learning rate."""
-        optimizer = build_optimizer(list(self.parameters()), self.hparams.optim, self.lr)
+        # mixed precision cannot clip the gradients of a fused optimizer (its step unscales them itself)
+        clipped_mixed = bool(self.trainer.gradient_clip_val) and str(self.trainer.precision).endswith("-mixed")
+        optimizer = build_optimizer(list(self.parameters()), self.hparams.optim, self.lr, allow_fused=not clipped_mixed)
         scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.lr, self._run_length)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

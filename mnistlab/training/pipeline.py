@@ -148,7 +148,7 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     if best_score is None:
         best_score = trainer.callback_metrics.get("val/acc_best")
     record["val/acc_best"] = float(best_score) if best_score is not None else None
-    record.update(run.run_stats.summary(module.device))
+    record.update(run.run_stats.summary(trainer.strategy.root_device))  # the module is back on the host by now
     for callback in trainer.callbacks:
         record.update(getattr(callback, "results", {}))  # sanity checks
     record.update(

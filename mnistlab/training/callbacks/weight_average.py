@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
+from itertools import chain
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
-from torch import Tensor
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel
 
 
 def ema_with_warmup(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor, decay: float) -> None:
@@ -25,6 +26,27 @@ def ema_with_warmup(averaged: list[Tensor], current: list[Tensor], num_averaged:
     torch._foreach_add_(averaged, step)
 
 
+class WarmupEMA(AveragedModel):
+    """torch's ``AveragedModel`` (parameters and buffers) updated by ``ema_with_warmup``. torch's own update
+    reads its step counter back to the host twice a step, a wait for the GPU each time; this one reads
+    nothing back. Its first update is an EMA step like the others (weight 0.9 on the new weights)."""
+
+    def __init__(self, model: nn.Module, decay: float, device: torch.device) -> None:
+        super().__init__(model, device=device, use_buffers=True)
+        self.decay = decay
+
+    def update_parameters(self, model: nn.Module) -> None:
+        groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+        averaged = chain(self.module.parameters(), self.module.buffers())
+        for mine, theirs in zip(averaged, chain(model.parameters(), model.buffers()), strict=False):
+            group = groups.setdefault((mine.device, mine.dtype), ([], []))
+            group[0].append(mine.detach())
+            group[1].append(theirs.detach())
+        for mine, theirs in groups.values():
+            ema_with_warmup(mine, theirs, self.n_averaged, self.decay)
+        self.n_averaged += 1
+
+
 class WeightAverage(WeightAveraging):
     """Lightning's weight averaging with an EMA of the weights and BatchNorm statistics (``ema.decay``):
     validation swaps the average in, checkpoints hold it as their ``state_dict`` (the current weights beside
@@ -38,15 +60,15 @@ class WeightAverage(WeightAveraging):
     """
 
     def __init__(self, decay: float = 0.999) -> None:
-        super().__init__(multi_avg_fn=partial(ema_with_warmup, decay=float(decay)))
+        super().__init__()
+        self.decay = float(decay)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """The average lives on the training device. Lightning's callback copies the module where it is at this
         point, which is before the strategy moves it to the GPU: the average would stay on the host, and every
         step would copy the weights back to it and wait for the GPU."""
-        if self._device is None:
-            self._device = trainer.strategy.root_device
-        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._average_model = WarmupEMA(pl_module, self.decay, trainer.strategy.root_device)
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return step_idx is not None  # after every optimizer step
