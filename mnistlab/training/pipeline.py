@@ -179,10 +179,12 @@ def job_threads(cfg: DictConfig, hydra: Any) -> int | None:
     leave torch its default, all cores)."""
     import os
 
+    from mnistlab.training.sweep import is_joblib
+
     if cfg.speed.get("threads"):
         return int(cfg.speed.threads)
     launcher = hydra.get("launcher") or {}
-    if "joblib" not in str(launcher.get("_target_", "")):
+    if not is_joblib(launcher):
         return None
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     jobs = int(launcher.get("n_jobs") or -1)

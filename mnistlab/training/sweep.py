@@ -85,11 +85,16 @@ def _write_factors(config: DictConfig, sweep_dir: Path) -> None:
     write_sweep_experiment(sweep_dir, write_sweep_file(sweep_dir, overrides, params))
 
 
+def is_joblib(launcher: Any) -> bool:
+    """Whether Hydra's launcher config is ``hydra/launcher=joblib`` (jobs in worker processes, several at once)."""
+    return "joblib" in str((launcher or {}).get("_target_", "")).lower()
+
+
 def _stop_idle_workers(config: DictConfig) -> None:
     """With ``hydra/launcher=joblib``, end the worker processes as soon as every job has returned: left to
     the interpreter's exit, each one's own teardown (torch, Lightning) is waited for, ~2 s at the end of every
     sweep. They are idle by then, their jobs' files written and closed."""
-    if "joblib" not in str(config.hydra.launcher.get("_target_", "")).lower():
+    if not is_joblib(config.hydra.launcher):
         return
     import sys
 
