@@ -66,6 +66,13 @@ def baselines(train_labels: Tensor, test_labels: Tensor, num_classes: int) -> di
     }
 
 
+def labels_tested(confusion: Tensor) -> Tensor:
+    """The true label of every image the model was tested on, from its confusion matrix (rows: true class):
+    only those images, when a test saw part of the split (``trainer.limit_test_batches``)."""
+    counts = confusion.sum(1).long().cpu()
+    return torch.repeat_interleave(torch.arange(len(counts)), counts)
+
+
 def plot_confusion(confusion: Tensor, classes: Sequence[str]):
     plt = pyplot()
     size = max(6.0, 0.6 * len(classes))
@@ -130,16 +137,16 @@ def write_evaluation(
     results: dict[str, Any],
     classes: Sequence[str],
     train_labels: Tensor,
-    test_labels: Tensor,
     metrics: dict[str, Any],
     writers: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Write confusion_matrix.{png,csv}, per_class.csv, misclassified.png and report.md into ``out_dir``;
-    log the pictures to the TensorBoard ``writers``; return the scalars for metrics.json."""
+    log the pictures to the TensorBoard ``writers``; return the scalars for metrics.json. The baselines are
+    scored on the images the model was tested on (``labels_tested``), not on the whole test split."""
     confusion: Tensor = results["confusion"].long()
     scores = per_class_scores(confusion)
     pairs = most_confused(confusion, classes)
-    base = baselines(train_labels, test_labels, len(classes))
+    base = baselines(train_labels, labels_tested(confusion), len(classes))
 
     with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
         writer = csv.writer(f)

@@ -13,7 +13,7 @@ from mnistlab.core.files import write_json_atomic
 SWEEP_FILE = "sweep.json"
 # an override's key → the name of its column in the HParams row (keys not listed keep their own name)
 HPARAM_OF = {
-    "data.dataset": "data",
+    "data.dataset": "dataset",
     "model.norm": "norm",
     "model.dropout": "dropout",
     "model.activation": "activation",
@@ -66,11 +66,32 @@ def swept(overrides: list[str], sweeper_params: dict[str, Any] | None = None) ->
     return result
 
 
+def searched_scales(overrides: list[str], sweeper_params: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Override key → ``{"type": "float"|"int", "log": bool}`` for the keys searched over a range (a search space
+    entry or ``interval(…)``): continuous values, each run its own, which the report plots instead of comparing
+    them as levels."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
+
+    scales: dict[str, dict[str, Any]] = {}
+    given = {o.partition("=")[0].lstrip("+~") for o in overrides}
+    for key, value in (sweeper_params or {}).items():
+        if key not in given and isinstance(value, dict) and value.get("type") in ("float", "int"):
+            scales[key] = {"type": str(value["type"]), "log": bool(value.get("log", False))}
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        sweep = override.value() if override.is_sweep_override() else None
+        if isinstance(sweep, IntervalSweep):
+            scales[override.key_or_group] = {"type": "float", "log": "log" in (sweep.tags or set())}
+    return scales
+
+
 def write_sweep_file(sweep_dir: Path, overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict:
     factors = swept(overrides, sweeper_params)
-    write_json_atomic(
-        Path(sweep_dir) / SWEEP_FILE, {"swept": {k: [_plain(v) for v in vs] for k, vs in factors.items()}}
-    )
+    scales = {k: v for k, v in searched_scales(overrides, sweeper_params).items() if k in factors}
+    data: dict[str, Any] = {"swept": {k: [_plain(v) for v in vs] for k, vs in factors.items()}}
+    if scales:
+        data["searched"] = scales
+    write_json_atomic(Path(sweep_dir) / SWEEP_FILE, data)
     return factors
 
 
@@ -88,6 +109,22 @@ def read_swept(sweep_dir: Path) -> dict[str, list[Any]] | None:
     if not isinstance(factors, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in factors.items()):
         return None
     return factors
+
+
+def read_searched(sweep_dir: Path) -> dict[str, dict[str, Any]]:
+    """The keys a sweep searched over a range, with their type and scale (``searched_scales``); {} when none."""
+    try:
+        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    scales = data.get("searched") if isinstance(data, dict) else None
+    if not isinstance(scales, dict):
+        return {}
+    return {
+        k: {"type": str(v.get("type")), "log": v.get("log") is True}
+        for k, v in scales.items()
+        if isinstance(k, str) and isinstance(v, dict)
+    }
 
 
 def run_label(job_overrides: list[str], swept_keys: list[str]) -> str:

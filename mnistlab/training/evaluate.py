@@ -18,8 +18,9 @@ def write_test_report(out_dir: Path, module: Any, datamodule: Any, record: dict[
     """The run report of the last ``trainer.test`` (rank 0); returns its scalars for metrics.json."""
     from mnistlab.analysis.run_report import write_evaluation
 
-    labels = datamodule.class_labels("train"), datamodule.class_labels("test")
-    return write_evaluation(out_dir, module.test_results, module.report_classes, *labels, record, writers)
+    # the test labels come from the test itself (its confusion matrix): the images it saw, not the whole split
+    train_labels = datamodule.class_labels("train")
+    return write_evaluation(out_dir, module.test_results, module.report_classes, train_labels, record, writers)
 
 
 def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,8 @@ def _scalar(value: Any) -> str | int | float | bool:
 # the HParams row: every run logs these keys (with these value types), then the keys its sweep varies that are
 # not among them (a swept ``model.channels``, say)
 BASE_TYPES: dict[str, type] = {
-    "data": str,
+    "data": str,  # the data preset swept or chosen (mnist_aug), never collapsed to its dataset's name
+    "dataset": str,
     "model": str,
     "norm": str,
     "dropout": float,
@@ -35,6 +36,7 @@ BASE_TYPES: dict[str, type] = {
     "lr": float,
     "weight_decay": float,
     "scheduler": str,
+    "trainer": str,
     "batch_size": int,
     "precision": str,
     "seed": int,
@@ -54,7 +56,8 @@ def sweep_hparams(
     (after the LR finder, if it ran); ``extra_keys`` are swept override keys that have no column of their own."""
     model, data, optim = cfg.model, cfg.data, cfg.optim
     row: dict[str, str | int | float | bool] = {
-        "data": _scalar(data.get("dataset", choices.get("data"))),
+        "data": _scalar(choices.get("data") or data.get("dataset")),
+        "dataset": _scalar(data.get("dataset", choices.get("data"))),
         "model": _scalar(choices.get("model")),
         "norm": _scalar(model.get("norm")),
         "dropout": _scalar(float(model.get("dropout", 0.0))),
@@ -64,6 +67,7 @@ def sweep_hparams(
         "lr": float(lr),
         "weight_decay": float(optim.get("weight_decay", 0.0) or 0.0),
         "scheduler": _scalar(choices.get("scheduler")),
+        "trainer": _scalar(choices.get("trainer")),
         "batch_size": int(data.batch_size),
         "precision": _scalar(str(cfg.trainer.get("precision", "32-true"))),
         "seed": int(cfg.seed),
