@@ -20,9 +20,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import FastAPI, File, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -133,17 +131,18 @@ def create_app(
 ) -> FastAPI:
     """The app. Decoding and inference run in at most ``workers`` threads at once, never on the event loop,
     so ``/health`` and the page answer while large uploads are being decoded."""
+    from fastapi_offline import FastAPIOffline
+
     from mnistlab import __version__
 
-    app = FastAPI(
+    # /docs and /redoc from the Swagger UI and ReDoc files the package ships (FastAPI's own load them from a CDN)
+    app = FastAPIOffline(
         title="mnistlab",
         version=__version__,
         summary="Classify an image with a trained mnistlab model",
-        docs_url=None,
-        redoc_url=None,
+        static_url="/docs-assets",
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
-    _serve_docs_offline(app)
     page = drawing_page()
     card = predictor.card
     pool = anyio.CapacityLimiter(workers)
@@ -182,34 +181,3 @@ def create_app(
         return await anyio.to_thread.run_sync(classify, data, limiter=pool)
 
     return app
-
-
-def _serve_docs_offline(app: FastAPI) -> None:
-    """``/docs`` and ``/redoc`` from the files that ``fastapi-offline`` ships (no CDN)."""
-    from pathlib import Path
-
-    import fastapi_offline
-
-    assets = Path(fastapi_offline.__file__).parent / "static"
-    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
-    openapi_url = app.openapi_url or "/openapi.json"
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon.png",
-        )
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} API",
-            redoc_js_url="/docs-assets/redoc.standalone.js",
-            redoc_favicon_url="/docs-assets/favicon.png",
-            with_google_fonts=False,
-        )

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from mnistlab.tasks.base import ImageTask
@@ -22,14 +22,10 @@ class ClassificationTask(ImageTask):
         super().__init__(**kwargs)
         args = {"num_classes": int(kwargs["num_classes"]), "validate_args": False}
         self.train_acc = MulticlassAccuracy(average="micro", **args)
-        self.val_acc, self.test_acc = (
-            MulticlassAccuracy(average="micro", **args),
-            MulticlassAccuracy(average="micro", **args),
+        scores = MetricCollection(
+            {"acc": MulticlassAccuracy(average="micro", **args), "f1": MulticlassF1Score(average="macro", **args)}
         )
-        self.val_f1, self.test_f1 = (
-            MulticlassF1Score(average="macro", **args),
-            MulticlassF1Score(average="macro", **args),
-        )
+        self.val_scores, self.test_scores = scores.clone(prefix="val/"), scores.clone(prefix="test/")
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(**args)
 
@@ -66,21 +62,19 @@ class ClassificationTask(ImageTask):
         return logits
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate_batch(batch, self.val_loss, self.val_acc, self.val_f1)
+        self._evaluate_batch(batch, self.val_loss, self.val_scores)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_validation(
-            {"val/loss": self.val_loss.compute(), "val/acc": self.val_acc.compute(), "val/f1": self.val_f1.compute()}
-        )
-        for metric in (self.val_loss, self.val_acc, self.val_f1):
-            metric.reset()
+        self.log_validation({"val/loss": self.val_loss.compute(), **self.val_scores.compute()})
+        self.val_loss.reset()
+        self.val_scores.reset()
 
     def on_test_epoch_start(self) -> None:
         self._misclassified: list[tuple[Tensor, Tensor, Tensor]] = []
         self._kept = 0
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        logits = self._evaluate_batch(batch, self.test_loss, self.test_acc, self.test_f1, self.test_confusion)
+        logits = self._evaluate_batch(batch, self.test_loss, self.test_scores, self.test_confusion)
         if self._kept < self.keep_misclassified:  # a few examples for the report, taken as they come
             images, labels = batch
             wrong = (logits.argmax(1) != labels).nonzero().flatten()[: self.keep_misclassified - self._kept]
@@ -89,14 +83,8 @@ class ClassificationTask(ImageTask):
                 self._kept += len(wrong)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(
-            {
-                "test/loss": self.test_loss.compute(),
-                "test/acc": self.test_acc.compute(),
-                "test/f1": self.test_f1.compute(),
-            }
-        )
+        self.log_dict({"test/loss": self.test_loss.compute(), **self.test_scores.compute()})
         misclassified = [torch.cat(parts) for parts in zip(*self._misclassified, strict=True)] if self._kept else []
         self.test_results = {"confusion": self.test_confusion.compute().cpu(), "misclassified": misclassified}
-        for metric in (self.test_loss, self.test_acc, self.test_f1, self.test_confusion):
+        for metric in (self.test_loss, self.test_scores, self.test_confusion):
             metric.reset()

@@ -24,7 +24,8 @@ def write_test_report(out_dir: Path, module: Any, datamodule: Any, record: dict[
 
 
 def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``update``'s values, nested dicts merged key by key."""
+    """``base`` with ``update``'s values, nested dicts merged key by key. Not ``OmegaConf.merge``: ``base`` is
+    read from a checkpoint, and OmegaConf would take a ``${…}`` in it for an interpolation (data is never code)."""
     out = dict(base)
     for key, value in update.items():
         out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
