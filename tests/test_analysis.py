@@ -15,7 +15,9 @@ from conftest import FAST, run_cli
 from tb import load
 
 from mnistlab.analysis.run_report import baselines, most_confused, per_class_scores
-from mnistlab.analysis.sweep_report import main_effects, write_report
+from mnistlab.analysis.sweep.aggregate import main_effects, seed_groups
+from mnistlab.analysis.sweep.factors import Factors
+from mnistlab.analysis.sweep.report import write_report
 
 
 def test_per_class_scores_and_most_confused():
@@ -159,7 +161,7 @@ def test_sweep_report_main_effects_and_seed_variance(tmp_path):
 
     report = write_report(tmp_path).read_text()
     from mnistlab.analysis.runs import load_runs
-    from mnistlab.analysis.sweep_report import varying_factors
+    from mnistlab.analysis.sweep.factors import varying_factors
 
     runs = load_runs(tmp_path)
     factors = varying_factors(runs)
@@ -178,8 +180,11 @@ def test_sweep_report_main_effects_and_seed_variance(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["job"] for r in rows[:3]] == ["6", "3", "4"] and rows[-1]["status"] == "failed"
     assert "LossDivergedError: nan" in report and "## Main effects on val/acc_best" in report
-    assert "norm=none, optim=sgd" not in report  # seed groups are keyed in factor order
-    assert "optim=sgd, norm=none | 2 | 0.9100 ± 0.0141" in report
+    groups = seed_groups(runs, Factors(tmp_path, runs))
+    sgd_none = next(g for g in groups if g["config"] == {"optim": "sgd", "norm": "none"})
+    assert list(sgd_none["config"]) == ["optim", "norm"]  # seed groups are keyed in factor order
+    estimate = sgd_none["val/acc_best"]
+    assert (sgd_none["n"], estimate.mean, estimate.sd) == (2, pytest.approx(0.91), pytest.approx(0.0141, abs=1e-4))
     assert (tmp_path / "main_effects.png").is_file() and (tmp_path / "val_curves.png").is_file()
 
 

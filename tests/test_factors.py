@@ -14,7 +14,9 @@ import pytest
 from conftest import needs
 
 from mnistlab.analysis.runs import load_runs
-from mnistlab.analysis.sweep_report import Factors, _fmt, continuous_effects, interaction, main_effects, write_report
+from mnistlab.analysis.sweep.aggregate import continuous_effects, interaction, main_effects
+from mnistlab.analysis.sweep.factors import Factors
+from mnistlab.analysis.sweep.report import write_report
 from mnistlab.core.factors import write_sweep_file
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "mnistlab" / "conf")
@@ -148,12 +150,30 @@ def test_a_small_search_shows_no_levels_and_no_slope(tmp_path):
     assert "cannot tell: 5 runs (a slope needs 10)" in report
 
 
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [(0.97012, "0.9701"), (1.09e-5, "1.090e-05"), (0.0034369211930110493, "0.003437"), (1391.14, "1391.1"), (0.0, "0")],
-)
-def test_numbers_keep_significant_digits(value, text):
-    assert _fmt(value) == text
+def test_the_hparams_row_and_the_override_keys_come_from_one_table():
+    """Each override key that sets a column names that column; a key without one names itself."""
+    from mnistlab.core.columns import HPARAM_COLUMNS, HPARAM_OF
+    from mnistlab.core.factors import hparam_name
+    from mnistlab.training.hparams import BASE_TYPES
+
+    assert list(BASE_TYPES) == [c.name for c in HPARAM_COLUMNS]
+    assert all(hparam_name(key) == column.name for column in HPARAM_COLUMNS for key in column.keys)
+    assert hparam_name("optim.lr") == "lr" and hparam_name("model.channels") == "model.channels"
+    assert len(HPARAM_OF) == sum(len(c.keys) for c in HPARAM_COLUMNS)  # no key sets two columns
+
+
+def test_the_metric_columns_come_from_one_table(tmp_path):
+    """The HParams metrics, the sweep report's columns and what it ranks by are rows of METRICS; a detector's
+    column shows only when a run has it."""
+    from mnistlab.analysis.sweep.report import report_columns
+    from mnistlab.core.columns import METRICS, RANK_BY
+    from mnistlab.training.hparams import HPARAM_METRICS
+
+    assert HPARAM_METRICS == ("val/acc_best", "test/acc", "test/f1", "test/loss") and RANK_BY in HPARAM_METRICS
+    plain = [{"metrics": {"val/acc_best": 0.9}}]
+    assert "test/map" not in dict(report_columns(plain))
+    assert dict(report_columns([{"metrics": {"test/map": 0.5}}]))["test/map"] == "test mAP@[.5:.95]"
+    assert [tag for tag, _ in report_columns(plain)] == [m.tag for m in METRICS if m.title and not m.optional]
 
 
 @needs("optuna")

@@ -298,20 +298,24 @@ def test_the_best_line_without_replicates_names_the_best_job(tmp_path):
 
 def test_the_report_of_a_partially_crossed_sweep(tmp_path):
     from mnistlab.analysis.runs import load_runs
-    from mnistlab.analysis.sweep_report import Factors, seed_groups, write_report
+    from mnistlab.analysis.sweep.aggregate import comparisons, seed_groups
+    from mnistlab.analysis.sweep.factors import Factors
+    from mnistlab.analysis.sweep.report import write_report
 
     table = {("sgd", s): y for s, y in SGD.items()} | {("adamw", s): y for s, y in ADAMW.items()}
     _sweep(tmp_path, table)
-    report = write_report(tmp_path).read_text()
-    assert "| optim | adamw − sgd |" in report and "Welch t (4 vs 4 runs)" in report
+    assert (tmp_path / "report.md") == write_report(tmp_path)
     runs = load_runs(tmp_path)
+    (c,) = comparisons(runs, Factors(tmp_path, runs))
+    assert (c.factor, c.a, c.b, c.test) == ("optim", "adamw", "sgd", "Welch t (4 vs 4 runs)")
+    assert c.difference == pytest.approx(statistics.fmean(ADAMW.values()) - statistics.fmean(SGD.values()))
     for group in seed_groups(runs, Factors(tmp_path, runs)):
         estimate = group["val/acc_best"]
         assert estimate.n == 4 and 0.0 <= estimate.low <= estimate.high <= 1.0
 
 
 def test_the_report_says_cannot_tell_for_equal_differences(tmp_path):
-    from mnistlab.analysis.sweep_report import write_report
+    from mnistlab.analysis.sweep.report import write_report
 
     _sweep(tmp_path, {("sgd", 1): 0.9650, ("sgd", 2): 0.9638, ("adam", 1): 0.9712, ("adam", 2): 0.9700})
     report = write_report(tmp_path).read_text()
@@ -321,7 +325,8 @@ def test_the_report_says_cannot_tell_for_equal_differences(tmp_path):
 
 def test_configurations_near_1_and_of_one_run(tmp_path):
     from mnistlab.analysis.runs import load_runs
-    from mnistlab.analysis.sweep_report import Factors, main_effects, seed_groups
+    from mnistlab.analysis.sweep.aggregate import main_effects, seed_groups
+    from mnistlab.analysis.sweep.factors import Factors
 
     _sweep(tmp_path, {("sgd", 1): 0.9218, ("sgd", 2): 0.9950, ("adam", 1): 0.9900})
     runs = load_runs(tmp_path)

@@ -14,6 +14,9 @@ import torch
 from torch import Tensor
 
 from mnistlab.analysis.figures import pyplot, save_figure
+from mnistlab.analysis.formatting import format_number, markdown_table
+
+ACCURACY_DECIMALS = 4  # scores in [0, 1] with fixed decimals, so that a table's columns line up
 
 
 def per_class_scores(confusion: Tensor) -> list[dict[str, float]]:
@@ -179,10 +182,6 @@ def write_evaluation(
     return summary
 
 
-def _fmt(value: Any, digits: int = 4) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, float) else ("—" if value is None else str(value))
-
-
 def _report_markdown(
     metrics: dict[str, Any],
     scores: list[dict[str, float]],
@@ -192,24 +191,29 @@ def _report_markdown(
     has_examples: bool,
 ) -> str:
     hp = metrics.get("hparams", {})
+
+    def scores_of(values: dict[str, Any]) -> list[str]:
+        return [format_number(values.get(k), ACCURACY_DECIMALS) for k in ("acc", "f1", "loss")]
+
+    model = {"acc": metrics.get("test/acc"), "f1": metrics.get("test/f1"), "loss": metrics.get("test/loss")}
     lines = [
         "# Run report",
         "",
         ", ".join(f"{k}={v}" for k, v in hp.items()),
         "",
-        "| | accuracy | macro F1 | loss |",
-        "|---|---|---|---|",
-        f"| **model** (best checkpoint) | {_fmt(metrics.get('test/acc'))} | {_fmt(metrics.get('test/f1'))} "
-        f"| {_fmt(metrics.get('test/loss'))} |",
-        f"| majority class | {_fmt(base['majority']['acc'])} | {_fmt(base['majority']['f1'])} "
-        f"| {_fmt(base['majority']['loss'])} |",
-        f"| uniform random | {_fmt(base['uniform']['acc'])} | {_fmt(base['uniform']['f1'])} "
-        f"| {_fmt(base['uniform']['loss'])} |",
+        *markdown_table(
+            ["", "accuracy", "macro F1", "loss"],
+            [
+                ["**model** (best checkpoint)", *scores_of(model)],
+                ["majority class", *scores_of(base["majority"])],
+                ["uniform random", *scores_of(base["uniform"])],
+            ],
+        ),
         "",
-        f"Best validation accuracy {_fmt(metrics.get('val/acc_best'))} at epoch {metrics.get('best_epoch', '—')} of "
-        f"{metrics.get('epochs', '—')}; training {_fmt(metrics.get('train_time_s'), 1)} s "
-        f"({_fmt(metrics.get('time_per_epoch_s'), 2)} s/epoch); "
-        f"peak memory {_fmt(metrics.get('peak_memory_mb'), 0)} MB; "
+        f"Best validation accuracy {format_number(metrics.get('val/acc_best'), ACCURACY_DECIMALS)} at epoch "
+        f"{metrics.get('best_epoch', '—')} of {metrics.get('epochs', '—')}; training "
+        f"{format_number(metrics.get('train_time_s'), 1)} s ({format_number(metrics.get('time_per_epoch_s'), 2)} "
+        f"s/epoch); peak memory {format_number(metrics.get('peak_memory_mb'), 0)} MB; "
         f"{metrics.get('params', '—')} parameters.",
         "",
         "## Confusion matrix",
@@ -218,18 +222,21 @@ def _report_markdown(
         "",
         "## Per-class scores",
         "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {name} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |"
-            for name, s in zip(classes, scores, strict=True)
+        *markdown_table(
+            ["class", "precision", "recall", "F1", "support"],
+            (
+                [
+                    name,
+                    *(format_number(s[k], ACCURACY_DECIMALS) for k in ("precision", "recall", "f1")),
+                    str(s["support"]),
+                ]
+                for name, s in zip(classes, scores, strict=True)
+            ),
         ),
         "",
         "## Most confused pairs",
         "",
-        "| true | predicted | count |",
-        "|---|---|---|",
-        *(f"| {p['true']} | {p['predicted']} | {p['count']} |" for p in pairs),
+        *markdown_table(["true", "predicted", "count"], ([p["true"], p["predicted"], str(p["count"])] for p in pairs)),
     ]
     if has_examples:
         lines += ["", "## Misclassified examples", "", "![misclassified](misclassified.png)"]

@@ -8,29 +8,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.columns import HPARAM_OF
 from mnistlab.core.files import write_json_atomic
 
 SWEEP_FILE = "sweep.json"
-# an override's key → the name of its column in the HParams row (keys not listed keep their own name)
-HPARAM_OF = {
-    "data.dataset": "dataset",
-    "model.norm": "norm",
-    "model.dropout": "dropout",
-    "model.activation": "activation",
-    "model.init": "init",
-    "optim.lr": "lr",
-    "optim.weight_decay": "weight_decay",
-    "data.batch_size": "batch_size",
-    "trainer.precision": "precision",
-    "data.fold": "fold",
-    "data.permute_pixels": "permute_pixels",
-    "loss.label_smoothing": "label_smoothing",
-    "ema.decay": "ema_decay",
-}
 NOT_FACTORS = ("hydra.", "hydra/", "paths.", "skip_completed")  # where a sweep runs, not what it compares
 
 
 def hparam_name(key: str) -> str:
+    """The HParams column an override key sets (``optim.lr`` → ``lr``); a key without a column of its own names
+    itself."""
     return HPARAM_OF.get(key, key)
 
 

@@ -12,12 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from mnistlab.core.columns import NUMBERS
 from mnistlab.core.errors import BusyError
 
 METRICS_FILE = "metrics.json"
 LOCK_FILE = ".mnistlab.lock"
-# what reports compute with: numbers (or null) in every readable record
-NUMBERS = ("val/acc_best", "test/acc", "test/f1", "test/loss", "best_epoch", "epochs", "train_time_s", "params")
 
 
 def _read_umask() -> int:

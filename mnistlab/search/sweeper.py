@@ -222,7 +222,7 @@ class OptunaSweeper(Sweeper):
 
     def _stop(self, message: str) -> None:
         """End the search in one line (exit status 2), with its report written and its dir released."""
-        from mnistlab.analysis.sweep_report import write_report
+        from mnistlab.analysis.sweep.report import write_report
         from mnistlab.core.errors import exit_with
         from mnistlab.core.files import release_dir
 

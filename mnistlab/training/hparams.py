@@ -10,41 +10,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-# the metric tags the HParams tab shows; logged with placeholder 0 up front, then for real
-HPARAM_METRICS = ("val/acc_best", "test/acc", "test/f1", "test/loss")
-
-
-def _scalar(value: Any) -> str | int | float | bool:
-    if isinstance(value, bool | int | float | str):
-        return value
-    if value is None:
-        return "none"
-    return str(list(value)) if OmegaConf.is_list(value) or isinstance(value, list | tuple) else str(value)
-
+from mnistlab.core.columns import HPARAM_COLUMNS, HPARAM_METRICS, HParamSource, scalar
 
 # the HParams row: every run logs these keys (with these value types), then the keys its sweep varies that are
 # not among them (a swept ``model.channels``, say)
-BASE_TYPES: dict[str, type] = {
-    "data": str,  # the data preset swept or chosen (mnist_aug), never collapsed to its dataset's name
-    "dataset": str,
-    "model": str,
-    "norm": str,
-    "dropout": float,
-    "activation": str,
-    "init": str,
-    "optim": str,
-    "lr": float,
-    "weight_decay": float,
-    "scheduler": str,
-    "trainer": str,
-    "batch_size": int,
-    "precision": str,
-    "seed": int,
-    "fold": int,
-    "permute_pixels": bool,
-    "label_smoothing": float,
-    "ema_decay": float,
-}
+BASE_TYPES: dict[str, type] = {column.name: column.type for column in HPARAM_COLUMNS}
 # the columns a single run shows first in the HParams tab, after the keys set on its command line
 FIRST = ("data", "model", "optim", "lr", "scheduler")
 
@@ -54,31 +24,11 @@ def sweep_hparams(
 ) -> dict[str, str | int | float | bool]:
     """The HParams row of a run. ``choices`` are Hydra's picked group options; ``lr`` is the one applied
     (after the LR finder, if it ran); ``extra_keys`` are swept override keys that have no column of their own."""
-    model, data, optim = cfg.model, cfg.data, cfg.optim
-    row: dict[str, str | int | float | bool] = {
-        "data": _scalar(choices.get("data") or data.get("dataset")),
-        "dataset": _scalar(data.get("dataset", choices.get("data"))),
-        "model": _scalar(choices.get("model")),
-        "norm": _scalar(model.get("norm")),
-        "dropout": _scalar(float(model.get("dropout", 0.0))),
-        "activation": _scalar(model.get("activation")),
-        "init": _scalar(model.get("init")),
-        "optim": _scalar(choices.get("optim")),
-        "lr": float(lr),
-        "weight_decay": float(optim.get("weight_decay", 0.0) or 0.0),
-        "scheduler": _scalar(choices.get("scheduler")),
-        "trainer": _scalar(choices.get("trainer")),
-        "batch_size": int(data.batch_size),
-        "precision": _scalar(str(cfg.trainer.get("precision", "32-true"))),
-        "seed": int(cfg.seed),
-        "fold": int(data.get("fold", 0)) if data.get("num_folds") else -1,
-        "permute_pixels": bool(data.get("permute_pixels", False)),
-        "label_smoothing": float(OmegaConf.select(cfg, "loss.label_smoothing", default=0.0) or 0.0),
-        "ema_decay": float(OmegaConf.select(cfg, "ema.decay", default=None) or 0.0),  # 0: no averaged weights
-    }
+    source = HParamSource(cfg, choices, lr)
+    row: dict[str, str | int | float | bool] = {column.name: column.value(source) for column in HPARAM_COLUMNS}
     for key in extra_keys:
         if key not in row:
-            row[key] = _scalar(choices[key] if key in choices else OmegaConf.select(cfg, key, default=None))
+            row[key] = scalar(choices[key] if key in choices else OmegaConf.select(cfg, key, default=None))
     return row
 
 

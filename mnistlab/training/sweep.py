@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnistlab.analysis.runs import sweep_statuses
+from mnistlab.core.columns import RANK_BY
 
 log = logging.getLogger("mnistlab.sweep")
 NOT_FAILURES = ("pruned", "requeued")
@@ -25,7 +26,7 @@ def summarize(sweep_dir: Path) -> int:
     not completed. Called when a multirun ends, and when a signal interrupts one."""
     report = None
     try:
-        from mnistlab.analysis.sweep_report import write_report
+        from mnistlab.analysis.sweep.report import write_report
 
         report = write_report(sweep_dir)
     except Exception:  # the report must never cost the sweep its exit status
@@ -73,22 +74,22 @@ def _best(sweep_dir: Path) -> str | None:
     mean = statistics.fmean(_score(r) for r in members)
     unit = {("seed",): "seed", ("fold",): "fold"}.get(tuple(replicates), "run")
     over = f"{len(members)} {unit}{'s' if len(members) != 1 else ''}"
-    return f"best: {label} (mean val/acc_best {mean:.4f} over {over}; its best job {best['job']}: {_scores(best)})"
+    return f"best: {label} (mean {RANK_BY} {mean:.4f} over {over}; its best job {best['job']}: {_scores(best)})"
 
 
 def _has_score(run: dict[str, Any]) -> bool:
-    value = run["metrics"].get("val/acc_best")
+    value = run["metrics"].get(RANK_BY)
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _score(run: dict[str, Any]) -> float:
-    return float(run["metrics"]["val/acc_best"])
+    return float(run["metrics"][RANK_BY])
 
 
 def _scores(run: dict[str, Any]) -> str:
     test = run["metrics"].get("test/acc")
     test_text = f", test/acc {test:.4f}" if isinstance(test, int | float) else ""
-    return f"val/acc_best {_score(run):.4f}{test_text}"
+    return f"{RANK_BY} {_score(run):.4f}{test_text}"
 
 
 def _best_configuration(
@@ -96,7 +97,7 @@ def _best_configuration(
 ) -> tuple[list[str], list[str], list[dict[str, Any]]] | None:
     """The configuration factors, the replicate factors and the completed ``runs`` of the configuration with the
     highest mean val/acc_best; None when the sweep has no replicates (or every configuration ran once)."""
-    from mnistlab.analysis.sweep_report import Factors
+    from mnistlab.analysis.sweep.factors import Factors
 
     try:
         factors = Factors(sweep_dir, loaded)

@@ -1,0 +1,83 @@
+"""A sweep's report files: report.md, runs.csv and the plots, written into the sweep dir when a multirun ends
+and by ``mnistlab-report``."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from mnistlab.analysis.runs import job_dirs, load_runs
+from mnistlab.analysis.sweep import aggregate, markdown
+from mnistlab.analysis.sweep.factors import Factors, completed
+from mnistlab.analysis.sweep.plots import plot_continuous, write_plots
+from mnistlab.analysis.sweep.search import search_section
+from mnistlab.core.columns import METRICS, RANK_BY
+from mnistlab.core.errors import ConfigError
+
+
+def report_columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The metric columns ``(tag, title)`` of the ranking and runs.csv: those of METRICS with a title, an
+    optional one only when some run has it."""
+    return [
+        (m.tag, m.title)
+        for m in METRICS
+        if m.title is not None and (not m.optional or any(m.tag in r["metrics"] for r in runs))
+    ]
+
+
+def write_report(sweep_dir: Path) -> Path:
+    """Write the sweep's report files; returns the path of report.md."""
+    sweep_dir = Path(sweep_dir)
+    runs = load_runs(sweep_dir)
+    factors = Factors(sweep_dir, runs)
+    ranked = sorted(completed(runs), key=lambda r: -float(r["metrics"][RANK_BY]))
+    failed = [r for r in runs if r not in ranked]
+    columns = report_columns(runs)
+    shown = [n for name in factors.names for n in (name, *factors.companions[name])]
+    _write_csv(sweep_dir / "runs.csv", ranked, failed, shown, columns)
+    effects = aggregate.main_effects(runs, factors.levelled)
+    cross = aggregate.interaction(runs, factors)
+    searched = aggregate.continuous_effects(runs, factors)
+    lines = [
+        *markdown.summary(sweep_dir, runs, ranked, failed, factors),
+        *markdown.ranking(ranked, factors, columns),
+        *markdown.not_completed(failed),
+        *markdown.configurations(aggregate.seed_groups(runs, factors)),
+        *markdown.main_effects(effects, factors),
+        *markdown.significance(aggregate.comparisons(runs, factors), factors),
+        *markdown.interaction(cross),
+        *markdown.searched_parameters(searched, factors),
+    ]
+    plotted = {name: e for name, e in searched.items() if e["points"]}
+    if plotted:
+        plot_continuous(sweep_dir / "searched_parameters.png", plotted, runs, factors)
+        lines += ["", "![searched parameters](searched_parameters.png)"]
+    lines += search_section(sweep_dir)
+    for title, name in write_plots(sweep_dir, effects, ranked, cross, factors):
+        lines += ["", f"## {title}", "", f"![{title}]({name})"]
+    report = sweep_dir / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list[str], columns: list) -> None:
+    """One row per run, completed ones ranked first: its status, factors, metric columns and failure reason."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"])
+        for rank, run in enumerate(ranked + failed, start=1):
+            m = run["metrics"]
+            hparams = [m.get("hparams", {}).get(f) for f in factors]
+            values = [m.get(k) for k, _ in columns]
+            writer.writerow(
+                [rank if run in ranked else "", run["job"], m.get("status"), *hparams, *values, m.get("reason", "")]
+            )
+
+
+def check_sweep_dir(sweep_dir: Path) -> Path:
+    """``sweep_dir`` as a Path, or a ConfigError when it holds no job dirs (not a multirun dir)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir() or not job_dirs(sweep_dir):
+        raise ConfigError(f"{sweep_dir} is not a multirun dir (no job dirs with .hydra/ in it)")
+    return sweep_dir
