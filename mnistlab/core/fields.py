@@ -201,6 +201,7 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         number("tune.min_lr", _positive, "must be > 0"),
         number("tune.max_lr", _positive, "must be > 0"),
         integer("tune.num_training"),
+        number("tune.max_factor", lambda v: v >= 1, "must be >= 1 (a factor either side of optim.lr)"),
         number("loss.label_smoothing", _fraction, "must be in [0, 1)"),
         number("ema.decay", lambda v: 0 < v < 1, "must be in (0, 1), e.g. 0.999 (null: off)"),
         flag("speed.compile"),
