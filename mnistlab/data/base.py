@@ -154,6 +154,17 @@ class InMemoryDataModule(L.LightningDataModule):
         splits, mean, std = cached(key, self._read_and_split)
         self.splits, self.mean, self.std = dict(splits), list(mean), list(std)
 
+    def fingerprint(self) -> str:
+        """A hash of the dataset's official splits as decoded arrays (the same data gives the same hash on any
+        machine); computed once per set of files (``cache_key``) and kept in the user's cache."""
+        from mnistlab.core.provenance import cached_fingerprint, fingerprint
+
+        def compute() -> str:
+            return fingerprint(t for split in self.read_official().values() for t in split)
+
+        key = f"{type(self).__name__}:{self.cache_key()!r}"
+        return cached(("fingerprint", key), lambda: cached_fingerprint(key, compute))
+
     def _read_and_split(self) -> tuple[dict[str, Split], list[float], list[float]]:
         """Splits (pixels permuted when asked) and the train split's per-channel statistics."""
         official = self.read_official()

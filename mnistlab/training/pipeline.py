@@ -129,8 +129,8 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     if cfg.tune.lr_find:
         from mnistlab.training.lr_finder import find_lr
 
-        record["lr_find/suggestion"] = find_lr(trainer, module, run.datamodule, cfg.tune, run.out_dir)
-        log.info("LR finder suggests %s; training with lr=%s", record["lr_find/suggestion"], module.lr)
+        out_dir = run.out_dir if trainer.is_global_zero else None
+        record.update(find_lr(trainer, module, run.datamodule, cfg.tune, out_dir))  # logs what it applied
     hydra = HydraConfig.get()
     extra, chosen = _hparam_keys(hydra)
     record["hparams"] = sweep_hparams(cfg, hydra.runtime.choices, module.lr, extra)
@@ -275,7 +275,11 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         print_config_tree(cfg)
     started = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if is_rank_zero():
+        record_provenance(out_dir, resumed=bool(cfg.resume))
     run = build_run(cfg, record)
+    if is_rank_zero():
+        record_data(out_dir, run.datamodule)
     settle_run_config(out_dir, started=True)
     record["status"] = "running"
     best = fit(run, record)
@@ -294,6 +298,44 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         out_dir,
     )
     return record
+
+
+def record_provenance(out_dir: Path, resumed: bool) -> None:
+    """The code, packages, machine and command line of this run, before anything can fail; a resume keeps the
+    record of the run's start and adds its own to ``resumes``."""
+    import sys
+
+    from mnistlab.core import provenance
+
+    try:
+        earlier = provenance.read(out_dir) if resumed else None
+        if earlier is None:
+            provenance.write(out_dir, sys.argv)
+            return
+        record, _, _ = provenance.collect(sys.argv)
+        earlier.setdefault("resumes", []).append(
+            {k: record[k] for k in ("mnistlab", "command", "machine", "git") if k in record}
+        )
+        write_json_atomic(out_dir / provenance.PROVENANCE_FILE, earlier)
+    except OSError as err:  # provenance must never cost a run
+        log.warning("provenance not recorded: %s", first_line(err))
+
+
+def record_data(out_dir: Path, datamodule: Any) -> None:
+    """Add the data's fingerprint (a hash of the decoded dataset, cached per set of files) to the provenance."""
+    from mnistlab.core import provenance
+
+    record = provenance.read(out_dir)
+    if record is None:
+        return
+    try:
+        record["data"] = {"dataset": type(datamodule).__name__, "fingerprint": datamodule.fingerprint()}
+    except (NotImplementedError, OSError, ValueError) as err:
+        record["data"] = {"dataset": type(datamodule).__name__, "fingerprint": None, "why": first_line(err)}
+    try:
+        write_json_atomic(out_dir / provenance.PROVENANCE_FILE, record)
+    except OSError as err:
+        log.warning("data fingerprint not recorded: %s", first_line(err))
 
 
 def check_resume(cfg: DictConfig, out_dir: Path) -> None:
