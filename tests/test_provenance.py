@@ -151,3 +151,20 @@ def test_the_runs_table_lists_every_run_with_factors_metrics_and_provenance(two_
     table = run_cli("mnistlab.report", "table", str(two_runs[0].parent), "--csv", "-")
     header, *lines = table.stdout.strip().splitlines()
     assert "seed" in header.split(",") and "test/acc" in header.split(",") and len(lines) == 2
+
+
+def test_reports_show_the_environment_and_warn_when_jobs_ran_different_code(two_runs, tmp_path):
+    from mnistlab.analysis.sweep.report import write_report
+
+    run, _ = two_runs
+    assert "## Environment" in (run / "report.md").read_text()
+    sweep = tmp_path / "sweep"
+    shutil.copytree(run.parent, sweep)
+    assert "Warning" not in write_report(sweep).read_text()
+    record = json.loads((sweep / "1" / provenance.PROVENANCE_FILE).read_text())
+    record["git"] = {"commit": "0123456789abcdef", "dirty": False}
+    record["data"]["fingerprint"] = "f" * 32
+    (sweep / "1" / provenance.PROVENANCE_FILE).write_text(json.dumps(record))
+    report = write_report(sweep).read_text()
+    assert "ran with different code" in report and "commit 01234567: jobs 1" in report
+    assert "ran with different data" in report and "installed packages" not in report

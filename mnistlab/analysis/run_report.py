@@ -178,8 +178,39 @@ def write_evaluation(
             f"\n## Learning-rate finder\n\nSuggested lr {metrics['lr_find/suggestion']:.3g}; the run trained with "
             f"lr {metrics.get('lr', metrics['lr_find/suggestion']):.3g}.\n\n![LR finder](lr_find.png)\n"
         )
+    report += environment_section(out_dir)
     (out_dir / "report.md").write_text(report)
     return summary
+
+
+def environment_section(run_dir: Path) -> str:
+    """A short "which code, packages, machine and data" section from the run's provenance.json (none without)."""
+    from mnistlab.core.provenance import read
+
+    record = read(run_dir)
+    if record is None:
+        return ""
+    machine, git, data = record.get("machine") or {}, record.get("git"), record.get("data") or {}
+    if git:
+        code = f"commit {str(git.get('commit'))[:12]}" + (
+            " with uncommitted changes (uncommitted.patch)" if git.get("dirty") else ""
+        )
+    else:
+        code = "not a git checkout"
+    rows = [
+        ["mnistlab", f"{record.get('mnistlab')} ({code})"],
+        ["torch / Lightning", f"{machine.get('torch')} / {machine.get('lightning')} (Python {machine.get('python')})"],
+        [
+            "machine",
+            f"{machine.get('host')}: {machine.get('device') or '—'}, {machine.get('torch_threads', '—')} threads",
+        ],
+        ["data", f"{data.get('dataset', '—')}, fingerprint {data.get('fingerprint') or '—'}"],
+    ]
+    return (
+        "\n## Environment\n\n"
+        + "\n".join(markdown_table(["", ""], rows))
+        + "\n\nEvery installed package: packages.txt.\n"
+    )
 
 
 def _report_markdown(

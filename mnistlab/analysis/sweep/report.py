@@ -41,6 +41,7 @@ def write_report(sweep_dir: Path) -> Path:
     searched = aggregate.continuous_effects(runs, factors)
     lines = [
         *markdown.summary(sweep_dir, runs, ranked, failed, factors),
+        *provenance_warnings(sweep_dir, runs),
         *markdown.ranking(ranked, factors, columns),
         *markdown.not_completed(failed),
         *markdown.configurations(aggregate.seed_groups(runs, factors)),
@@ -59,6 +60,45 @@ def write_report(sweep_dir: Path) -> Path:
     report = sweep_dir / "report.md"
     report.write_text("\n".join(lines) + "\n")
     return report
+
+
+def provenance_warnings(sweep_dir: Path, runs: list[dict[str, Any]]) -> list[str]:
+    """A warning for each part of the jobs' provenance that differs between them: code (commit and uncommitted
+    changes), installed packages, data. A comparison between jobs that ran different code measures that too."""
+    import hashlib
+
+    from mnistlab.core import provenance
+
+    def digest(path: Path) -> str | None:
+        try:
+            return hashlib.blake2b(path.read_bytes(), digest_size=8).hexdigest() if path.is_file() else None
+        except OSError:
+            return None
+
+    aspects: dict[str, dict[str, list[str]]] = {"code": {}, "installed packages": {}, "data": {}}
+    for run in runs:
+        job_dir = Path(sweep_dir) / run["job"]
+        record = provenance.read(job_dir)
+        if record is None:
+            continue
+        git = record.get("git") or {}
+        code = f"commit {str(git.get('commit'))[:8]}" if git else f"mnistlab {record.get('mnistlab')}"
+        if git.get("dirty"):
+            code += f" + changes {digest(job_dir / provenance.PATCH_FILE)}"
+        packages = digest(job_dir / provenance.PACKAGES_FILE) or "unknown"
+        data = str((record.get("data") or {}).get("fingerprint"))
+        for aspect, value in (("code", code), ("installed packages", packages), ("data", data)):
+            aspects[aspect].setdefault(value, []).append(run["job"])
+    lines = []
+    for aspect, values in aspects.items():
+        if len(values) > 1:
+            groups = "; ".join(f"{value}: jobs {', '.join(jobs)}" for value, jobs in values.items())
+            lines += [
+                "",
+                f"**Warning: the jobs of this sweep ran with different {aspect}** ({groups}); differences "
+                "between them may come from that, not from the factors.",
+            ]
+    return lines
 
 
 def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list[str], columns: list) -> None:
