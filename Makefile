@@ -44,8 +44,13 @@ bench: install  ## speed and accuracy figures quoted in the README
 serve: install  ## the API and drawing page on http://127.0.0.1:8000/ (make serve ARGS="ckpt_path=…/best.ckpt")
 	$(BIN)/python -m mnistlab.serve $(ARGS)
 
-tensorboard: install
-	$(BIN)/tensorboard --logdir . --bind_all=false 2>/dev/null || $(BIN)/tensorboard --logdir .
+# each existing one of multirun/ (sweeps) and outputs/ (single runs) under its own name, so that a run reads
+# multirun/<date>/<time>/<job>/<swept choices> or outputs/<date>/<time>; nothing else of this folder is walked
+comma := ,
+TB_SPEC = $(subst $() ,$(comma),$(foreach d,$(wildcard multirun outputs),$(d):$(d)))
+tensorboard: install  ## TensorBoard on the sweeps and runs of this folder (make tensorboard ARGS="--port 6007")
+	@test -n "$(TB_SPEC)" || { echo "make tensorboard: no multirun/ or outputs/ here yet; train first (make train)" >&2; exit 2; }
+	$(BIN)/tensorboard --logdir_spec $(TB_SPEC) $(ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs

@@ -28,16 +28,25 @@ def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from mnistlab.core.composition import explain
+    from mnistlab.core.errors import ConfigError
+
     if isinstance(overrides, str):
         raise TypeError(f"overrides must be a list of strings such as ['optim=sgd'], not the string {overrides!r}")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=config_name):
         hydra = GlobalHydra.instance().hydra
         assert hydra is not None
-        if multirun:  # what --multirun adds on the command line: jobs then know they are part of a sweep
-            return hydra.multirun(
-                config_name=config_name, task_function=task, overrides=[*overrides, "hydra.mode=MULTIRUN"]
-            )
-        return hydra.run(config_name=config_name, task_function=task, overrides=list(overrides))
+        try:
+            if multirun:  # what --multirun adds on the command line: jobs then know they are part of a sweep
+                return hydra.multirun(
+                    config_name=config_name, task_function=task, overrides=[*overrides, "hydra.mode=MULTIRUN"]
+                )
+            return hydra.run(config_name=config_name, task_function=task, overrides=list(overrides))
+        except Exception as err:  # Hydra's composition errors: the command's one line (a misspelt key…)
+            message = explain(err, config_name, list(overrides))
+            if message is None:
+                raise
+            raise ConfigError(message) from None
 
 
 def _record(run_dir: str | Path) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.api import callable_command
+from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
 from mnistlab.core.process import end_process
@@ -23,7 +24,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-evaluate`` command."""
-    end_process(main)
+    end_process(lambda: run_hydra_command(main, "evaluate"))
 
 
 if __name__ == "__main__":

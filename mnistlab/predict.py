@@ -8,6 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.api import callable_command
+from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
 from mnistlab.core.process import end_process
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-predict`` command."""
-    end_process(main)
+    end_process(lambda: run_hydra_command(main, "predict"))
 
 
 if __name__ == "__main__":

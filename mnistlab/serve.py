@@ -5,6 +5,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
+from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
 from mnistlab.core.process import end_process
@@ -19,7 +20,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-serve`` command."""
-    end_process(main)
+    end_process(lambda: run_hydra_command(main, "serve"))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnistlab.api import callable_command
+from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
 from mnistlab.core.process import end_process
@@ -29,7 +30,7 @@ def cli() -> None:
     """The ``mnistlab-train`` command: what is checked on the raw command line (busy dirs, ``resume=``, unknown
     presets) happens before Hydra composes anything."""
     sys.argv = run_command(lambda: prepare_train_overrides(sys.argv))
-    end_process(main)
+    end_process(lambda: run_hydra_command(main, "train"))
 
 
 if __name__ == "__main__":

@@ -59,12 +59,20 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train", ["ckpt_path={tmp}"], "is a folder; name the checkpoint file"),
     ("train", ["resume=/nonexistent"], "resume=/nonexistent is not a run dir"),
     ("train", ["resume={tmp}/broken"], "overrides.yaml must be a list of overrides"),
-    ("train", ["model=resnet50"], "model='resnet50' is not a preset; choose one of cnn"),
+    ("train", ["model=resnet50"], "model='resnet50' is not a preset; did you mean model=resnet? choose one of cnn"),
+    # Hydra's own composition errors (run_hydra_command); more of them in-process below
+    ("train", ["trainer.limit_train_batchs=5"], "did you mean trainer.limit_train_batches?"),
     # evaluate
     ("evaluate", [], "ckpt_path is required"),
     ("evaluate", ["ckpt_path=/nonexistent.ckpt"], "ckpt_path=/nonexistent.ckpt does not exist"),
     ("evaluate", ["ckpt_path={tmp}/garbage.ckpt"], "is not a readable mnistlab checkpoint"),
     ("evaluate", [f"ckpt_path={GOOD_CKPT}", "trainer.precision=7"], "trainer.precision=7 is not one of"),
+    ("evaluate", [f"ckpt_path={GOOD_CKPT}", "optim=sgd"], "mnistlab-evaluate has no optim group; its groups: paths"),
+    (
+        "evaluate",
+        [f"ckpt_path={GOOD_CKPT}", "trainer=gpux"],
+        "trainer='gpux' is not a preset; did you mean trainer=gpu?",
+    ),
     # predict
     ("predict", ["inputs={tmp}/digit.png"], "ckpt_path is required"),
     ("predict", [f"ckpt_path={GOOD_CKPT}"], "inputs is required"),
@@ -161,3 +169,38 @@ def test_bad_input_is_one_line(command, args, expected, place, tiny_data, tmp_pa
     assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr + result.stdout
     assert _fingerprint(place) == before  # nothing read was changed or lost
+
+
+# Hydra's composition errors, explained in-process (the subprocess cases above check the exit status and stderr)
+COMPOSITION: list[tuple[str, list[str], str]] = [
+    (
+        "train",
+        ["trainer.limit_train_batchs=5"],
+        "trainer.limit_train_batchs is not a key of mnistlab-train's config; did you mean trainer.limit_train_batches?",
+    ),
+    ("train", ["optim=sgd", "optim.momentom=0.9"], "did you mean optim.momentum?"),
+    ("train", ["traner=gpu"], "did you mean trainer?"),
+    ("train", ["optim=adamx"], "optim='adamx' is not a preset; did you mean optim=adam? choose one of adam, adamw"),
+    ("train", ["seed=[1"], "seed=[1 does not parse: "),
+    ("train", ["+seed=3"], "Could not append to config. An item is already at 'seed'."),
+    ("evaluate", ["optim=sgd"], "mnistlab-evaluate has no optim group; its groups: paths, trainer"),
+    ("evaluate", ["trainer=gpux"], "trainer='gpux' is not a preset; did you mean trainer=gpu?"),
+    ("scratch", ["scratch.modle=mlp"], "did you mean scratch.model?"),
+    ("predict", ["batch_sise=3"], "batch_sise is not a key of mnistlab-predict's config; did you mean batch_size?"),
+    ("export", ["formt=onnx"], "did you mean format?"),
+    ("serve", ["prot=80"], "did you mean port?"),
+    ("predict", ["zzz=1"], "zzz is not a key of mnistlab-predict's config; add a new key with +zzz=…"),
+]
+
+
+@pytest.mark.parametrize(("config", "overrides", "expected"), COMPOSITION, ids=[" ".join(o) for _, o, _ in COMPOSITION])
+def test_hydra_composition_errors_name_the_closest_key(config, overrides, expected):
+    from hydra import compose, initialize_config_dir
+
+    from mnistlab.core.composition import explain
+    from mnistlab.core.config import CONFIG_DIR
+
+    with pytest.raises(Exception) as raised, initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        compose(config, overrides)
+    message = explain(raised.value, config, overrides)
+    assert message is not None and "\n" not in message and expected in message, message

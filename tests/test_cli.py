@@ -26,6 +26,7 @@ METRIC_KEYS = {
 }
 HPARAM_KEYS = {
     "data",
+    "dataset",
     "model",
     "norm",
     "dropout",
@@ -35,6 +36,7 @@ HPARAM_KEYS = {
     "lr",
     "weight_decay",
     "scheduler",
+    "trainer",
     "batch_size",
     "precision",
     "seed",
@@ -97,6 +99,8 @@ def test_evaluate_reproduces_the_test_metrics(trained_run, tiny_data, tmp_path):
         "trainer.enable_progress_bar=false",
         data_dir=tiny_data,
     )
+    output = result.stdout + result.stderr  # quiet as training: each Lightning line once, no tips or deprecations
+    assert output.count("GPU available:") == 1 and "💡" not in output and "LeafSpec" not in output, output
     metrics = json.loads((trained_run / "metrics.json").read_text())
     printed = dict(line.split(": ") for line in result.stdout.splitlines() if line.startswith("test/"))
     assert set(printed) == {"test/acc", "test/f1", "test/loss"}
@@ -145,7 +149,10 @@ def test_lr_find_saves_plot_and_applies_suggestion(tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     suggestion = metrics["lr_find/suggestion"]
     assert isinstance(suggestion, float) and 1e-6 <= suggestion <= 1.0
-    assert metrics["lr"] == pytest.approx(suggestion) and metrics["hparams"]["lr"] == pytest.approx(suggestion)
+    # applied only when it passes the finder's checks; otherwise the preset's rate is what trained
+    expected = suggestion if metrics["lr_find/applied"] else 3e-3
+    assert metrics["lr"] == pytest.approx(expected) and metrics["hparams"]["lr"] == pytest.approx(expected)
+    assert metrics["lr_find/applied"] or metrics["lr_find/reason"]
     assert (tmp_path / "lr_find.png").stat().st_size > 1000
     assert "lr_find" in load(tmp_path).Tags()["images"]
     assert not list(tmp_path.glob(".lr_find_*.ckpt"))
@@ -187,6 +194,45 @@ def test_help_is_fast_because_nothing_heavy_is_imported():
     assert out.stdout.strip() == "[]"
     result = run_cli("mnistlab.train", "--help")
     assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, cnn_small, fasterrcnn, linear, mlp" in result.stdout
+
+
+def test_each_help_lists_its_own_groups_only():
+    """Hydra's $APP_CONFIG_GROUPS listed every folder of conf/: train's optim, scheduler… in evaluate's help."""
+    train = run_cli("mnistlab.train", "--help").stdout
+    evaluate = run_cli("mnistlab.evaluate", "--help").stdout
+    assert "\noptim: adam, adamw" in train and "\nscheduler: " in train
+    assert "\ntrainer: cpu, " in evaluate and "\npaths: default" in evaluate
+    assert "optim:" not in evaluate and "scheduler:" not in evaluate and "model:" not in evaluate
+
+
+def test_csv_logger_warns_only_of_an_earlier_metrics_csv(tmp_path, recwarn):
+    """A new run dir already holds Hydra's files: Lightning warned "exists and is not empty" for each run."""
+    from mnistlab.training.loggers import CSVLogger
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / "train.log").write_text("")
+    assert Path(CSVLogger(save_dir=tmp_path, name="", version="").experiment.log_dir) == tmp_path
+    assert not [w for w in recwarn if "not empty" in str(w.message)]
+    (tmp_path / "metrics.csv").write_text("step\n0\n")  # an earlier run's metrics, which Lightning replaces
+    with pytest.warns(UserWarning, match="exists and is not empty"):
+        assert CSVLogger(save_dir=tmp_path, name="", version="").experiment is not None
+
+
+def test_lightning_logs_once_through_the_commands_handlers(monkeypatch):
+    """`import lightning` after a command has set up logging added a second console handler (evaluate printed each
+    Lightning line twice); its tips are dropped."""
+    import logging
+
+    from mnistlab.core.quiet import quiet_console
+
+    handler = logging.StreamHandler()
+    monkeypatch.setattr(logging.root, "handlers", [handler])
+    quiet_console()
+    logging.getLogger("lightning").addHandler(logging.StreamHandler())  # what `import lightning` does
+    assert logging.getLogger("lightning").handlers == []
+    tips = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    assert not tips.filter(logging.makeLogRecord({"msg": "💡 Tip: try installing litlogger"}))
+    assert tips.filter(logging.makeLogRecord({"msg": "GPU available: False, used: False"}))
 
 
 def test_ablation_preset_sweeps_its_matrix(tiny_data, tmp_path):

@@ -27,6 +27,8 @@ def test_python_api_runs_a_sweep_and_raises_config_errors(tiny_data, tmp_path, m
     monkeypatch.setenv("MNISTLAB_DATA_DIR", str(tiny_data))
     with pytest.raises(ConfigError, match=r"optim.lr=-1 must be > 0"):
         train(["optim.lr=-1"])
+    with pytest.raises(ConfigError, match=r"did you mean trainer\.limit_train_batches\?$"):  # Hydra's own error
+        train(["trainer.limit_train_batchs=5"])
     result = sweep(["optim=sgd,adam", "optim.lr=0.01,-1", "trainer.max_epochs=1", *FAST[1:]])
     runs = result["runs"]  # a failed job does not end the sweep, nor the call: its record says why
     assert [r["status"] for r in runs] == ["completed", "failed", "completed", "failed"]
@@ -122,6 +124,25 @@ def test_mlflow_gets_the_hparams_row_and_metrics(tiny_data, tmp_path):
     for key in ("val/acc_best", "test/acc", "test/f1", "test/loss"):
         assert run.data.metrics[key] == pytest.approx(record[key], rel=1e-6)
     assert run.data.tags["run_dir"] == str(metrics_file.parent)
+    assert run.info.run_name == metrics_file.parent.name  # a single run: its run dir's name
+
+
+def test_mlflow_names_each_sweep_run_by_its_choices(tiny_data, tmp_path):
+    pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
+    from conftest import run_cli
+    from mlflow.tracking import MlflowClient
+
+    sweep = ["-m", "logger=mlflow", "optim=sgd,adam", "seed=1,2", *FAST, "trainer.max_epochs=1"]
+    run_cli("mnistlab.train", *sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}", data_dir=tiny_data, cwd=tmp_path)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("mnistlab").experiment_id])
+    names = {run.data.tags["run_dir"]: run.info.run_name for run in runs}
+    assert names == {
+        str(tmp_path / "sweep" / "0"): "optim=sgd,seed=1",
+        str(tmp_path / "sweep" / "1"): "optim=sgd,seed=2",
+        str(tmp_path / "sweep" / "2"): "optim=adam,seed=1",
+        str(tmp_path / "sweep" / "3"): "optim=adam,seed=2",
+    }
 
 
 @pytest.mark.slow
@@ -182,6 +203,9 @@ def test_the_wheel_works_from_any_directory(tiny_data, tmp_path):
         assert "mnistlab" in helped.stdout + helped.stderr
     run(env_dir / "bin" / "mnistlab-train", "model=cnn", *FAST)
     (best,) = work.glob("outputs/*/*/checkpoints/best.ckpt")
+    # an installed wheel outside any checkout: the version and packages are recorded, no commit, no error
+    recorded = json.loads((best.parents[1] / "provenance.json").read_text())
+    assert recorded["mnistlab"] and "git" not in recorded and (best.parents[1] / "packages.txt").is_file()
     from PIL import Image, ImageDraw
 
     digit = work / "digit.png"

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,44 @@ if not OmegaConf.has_resolver("mnistlab_run_label"):
     OmegaConf.register_new_resolver("mnistlab_run_label", current_run_label)
 
 
+def current_run_name() -> str | None:
+    """The name of the job being composed in a tracker that holds many runs (logger.mlflow.run_name): its swept
+    choices in a sweep (``optim=sgd,seed=1``; TensorBoard's run name too), else its run dir's name
+    (``09-30-00-123456``; a sweep job whose choices are unknown: ``<sweep dir name>/<job>``); None outside a
+    Hydra job (the tracker picks one)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    label = current_run_label()
+    hydra = HydraConfig.get()
+    run_dir = Path(hydra.runtime.output_dir)
+    if label:  # a resumed sweep job, run on its own, keeps its choices too
+        return label
+    return f"{Path(hydra.sweep.dir).name}/{run_dir.name}" if hydra.mode == RunMode.MULTIRUN else run_dir.name
+
+
+if not OmegaConf.has_resolver("mnistlab_run_name"):
+    OmegaConf.register_new_resolver("mnistlab_run_name", current_run_name)
+
+
+def config_groups_help() -> str:
+    """The config groups section of a command's ``--help`` (conf/hydra/help/mnistlab.yaml): the groups its own
+    config chose from, each with its presets; "" for a command without groups."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return ""
+    groups = sorted(g for g in HydraConfig.get().runtime.choices if g != "hydra" and not str(g).startswith("hydra/"))
+    rows = [f"{group}: {', '.join(presets(group))}" for group in groups if presets(group)]
+    return "== Config groups (pick one with group=option) ==\n" + "\n".join(rows) + "\n" if rows else ""
+
+
+if not OmegaConf.has_resolver("mnistlab_config_groups"):
+    OmegaConf.register_new_resolver("mnistlab_config_groups", config_groups_help)
+
+
 def build(section: Any, **kwargs: Any) -> Any:
     """Hydra's ``instantiate``, the one place mnistlab calls it: for the config composed from the command line
     and conf/ only (trainer, loggers, callbacks), never for anything read back from a file."""
@@ -102,6 +142,26 @@ def prepare_train_overrides(argv: list[str]) -> list[str]:
     return argv
 
 
+def closest(word: str, options: Sequence[str]) -> str | None:
+    """The option nearest to ``word`` (a misspelling of it), or None."""
+    found = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def presets(group: str) -> list[str]:
+    """The options of a config group: the YAML files of conf/<group>/ (``_``-prefixed bases excepted)."""
+    folder = Path(CONFIG_DIR) / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_")) if folder.is_dir() else []
+
+
+def not_a_preset(group: str, option: str) -> str:
+    """``optim='adamx' is not a preset; did you mean optim=adam? choose one of adam, adamw, …``"""
+    options = presets(group)
+    near = closest(option, options)
+    hint = f"did you mean {group}={near}? " if near else ""
+    return f"{group}={option!r} is not a preset; {hint}choose one of {', '.join(options)}"
+
+
 def check_group_choices(argv: list[str]) -> None:
     """``model=foo`` where conf/model/foo.yaml does not exist: one line listing the options, before Hydra
     (whose own message spans a screen); a preset whose optional extra is missing: one line naming the install.
@@ -118,8 +178,7 @@ def check_group_choices(argv: list[str]) -> None:
         if "." in group or "/" in group or not (conf / group).is_dir() or "," in value or not value:
             continue
         if value != "null" and not (conf / group / f"{value}.yaml").is_file():
-            options = sorted(p.stem for p in (conf / group).glob("*.yaml") if not p.stem.startswith("_"))
-            raise ConfigError(f"{group}={value!r} is not a preset; choose one of {', '.join(options)}")
+            raise ConfigError(not_a_preset(group, value))
 
 
 def read_overrides(run_dir: Path) -> list[str]:

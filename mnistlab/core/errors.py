@@ -93,7 +93,11 @@ def exit_with(message: object) -> NoReturn:
 
 def run_command(action: Callable[[], T]) -> T:
     """Run a command's body: a user error ends it with one line and exit status 2, a signal with exit status
-    128 + its number; a bug keeps its traceback."""
+    128 + its number; a bug keeps its traceback. Its console is quieted first (``mnistlab.core.quiet``), the one
+    place that makes every command print each line once."""
+    from mnistlab.core.quiet import quiet_console
+
+    quiet_console()
     try:
         return action()
     except Interrupted as stop:

@@ -10,6 +10,7 @@ import hydra
 import numpy as np
 from omegaconf import DictConfig
 
+from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR, to_plain
 from mnistlab.core.errors import run_command
 from mnistlab.core.fields import validate
@@ -79,7 +80,7 @@ def main(cfg: DictConfig) -> None:
 
 def cli() -> None:
     """The ``mnistlab-scratch`` command."""
-    end_process(main)
+    end_process(lambda: run_hydra_command(main, "scratch"))
 
 
 if __name__ == "__main__":

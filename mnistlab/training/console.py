@@ -1,44 +1,19 @@
-"""What a run prints: each event once, no advertisements or third-party deprecation noise, the composed config
-once as a tree, and a one-line model summary (parameters per layer group)."""
+"""What a run prints: the composed config once as a tree, and a one-line model summary (parameters per layer
+group). Each event once, without advertisements or third-party deprecation noise: ``mnistlab.core.quiet``, for
+every command."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from mnistlab.core.quiet import quiet_console
+
+__all__ = ["model_summary", "print_config_tree", "quiet_console"]  # quiet_console: every command's, kept here too
+
 log = logging.getLogger("mnistlab.train")
-
-# messages of other libraries that say nothing about the run
-NOISE = (
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own use of torch's pytree
-    r"The number of training batches \(\d+\) is smaller than the logging interval",  # tiny data: epoch logs only
-)
-
-
-class _DropTips(logging.Filter):
-    """Lightning's "💡 Tip: … try installing litlogger/litmodels" lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("💡")
-
-
-def quiet_console() -> None:
-    """Lightning logs through Hydra's handlers only (console + train.log; its own handler printed every line a
-    second time), without its tips; known warnings of other libraries are silenced. Idempotent."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logger = logging.getLogger(name)
-        logger.handlers.clear()
-        logger.propagate = True
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())
-    for message in NOISE:
-        warnings.filterwarnings("ignore", message=message)
-    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)  # "Using categorical units…" notices
 
 
 def print_config_tree(cfg: DictConfig) -> None:

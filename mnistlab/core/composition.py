@@ -1,0 +1,163 @@
+"""Hydra's own composition errors (a misspelt key, a group the command does not have, an option that is not a
+preset, an override that does not parse) as one line on stderr and exit status 2, naming the closest valid key or
+option, as every other config error is reported (Hydra's own message spans several lines and exits 1).
+
+Every Hydra command's ``cli()`` runs its ``main`` through :func:`run_hydra_command`; ``mnistlab.api`` turns the
+same errors into a :class:`ConfigError` with the same message (:func:`explain`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from mnistlab.core.config import CONFIG_DIR, closest, not_a_preset, presets
+from mnistlab.core.errors import exit_with, first_line
+
+# Hydra's messages, as hydra 1.3 words them
+_NOT_IN_DEFAULTS = re.compile(r"Could not override '([^']+)'\. No match in the defaults list")
+_NOT_A_KEY = re.compile(r"Could not override '([^']+)'\.")
+_NOT_FOUND = re.compile(r"Could not find '([^']+)'")
+
+
+def _compose(config_name: str, overrides: list[str]) -> Any:
+    """The config ``config_name`` composes to with ``overrides`` (hydra section included), or None."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    try:
+        instance = GlobalHydra.instance()
+        if instance.is_initialized() and instance.hydra is not None:
+            return instance.hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN)
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            return compose(config_name, overrides, return_hydra_config=True)
+    except Exception:
+        return None
+
+
+def _composed(config_name: str, overrides: Sequence[str], without: str) -> Any:
+    """The config with the command line's other overrides (sweeps and the failing one left out), else with none."""
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") != without and "," not in o.partition("=")[2]]
+    return _compose(config_name, kept) or _compose(config_name, [])
+
+
+def dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every key of a config as a dotted path (``trainer``, ``trainer.max_epochs``, …), the hydra section aside."""
+    from omegaconf import DictConfig
+
+    keys: list[str] = []
+    if isinstance(node, DictConfig):
+        for key in node:
+            path = f"{prefix}{key}"
+            if path == "hydra":
+                continue
+            keys.append(path)
+            keys.extend(dotted_keys(node._get_node(key), f"{path}."))
+    return keys
+
+
+def _unparsable(overrides: Sequence[str]) -> str | None:
+    """The first override Hydra's grammar rejects."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except Exception:
+            return override
+    return None
+
+
+def _groups(cfg: Any) -> list[str]:
+    """The config groups a composed config chose from (hydra/… aside)."""
+    choices = cfg.hydra.runtime.choices if cfg is not None else {}
+    return sorted(g for g in choices if g != "hydra" and not str(g).startswith("hydra/"))
+
+
+def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> str | None:
+    """One line for a Hydra composition error of ``config_name`` composed with ``overrides``, naming the closest
+    valid key or option; None when ``err`` is not one."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if not isinstance(err, ConfigCompositionException | OverrideParseException):
+        return None
+    text = str(err)
+    command = f"mnistlab-{config_name}"
+    if isinstance(err, OverrideParseException):
+        return f"{_unparsable(overrides) or 'an override'} does not parse: {first_line(err)}"
+    if isinstance(err, MissingConfigException) and (found := _NOT_FOUND.search(text)):
+        group, _, option = found.group(1).rpartition("/")
+        if presets(group):
+            return not_a_preset(group, option)
+        near = closest(group, _groups(_compose(config_name, [])))
+        return f"{group} is not a config group of {command}" + (f"; did you mean {near}?" if near else "")
+    if found := _NOT_IN_DEFAULTS.search(text):
+        group = found.group(1)
+        groups = _groups(_composed(config_name, overrides, group))
+        near = closest(group, groups)
+        if near:
+            return f"{group} is not a config group of {command}; did you mean {near}?"
+        return f"{command} has no {group} group; its groups: {', '.join(groups) or 'none'}"
+    if (found := _NOT_A_KEY.search(text)) and isinstance(err.__cause__, ConfigAttributeError | ConfigKeyError):
+        key = found.group(1).lstrip("+~")
+        near = closest(key, dotted_keys(_composed(config_name, overrides, key)))
+        if near:
+            return f"{key} is not a key of {command}'s config; did you mean {near}?"
+        return f"{key} is not a key of {command}'s config; add a new key with +{key}=…"
+    lines = [first_line(err)] + ([first_line(err.__cause__)] if err.__cause__ is not None else [])
+    return " ".join(lines)
+
+
+def _overrides(argv: list[str]) -> list[str]:
+    """The overrides of a Hydra command line, as Hydra's own parser reads them."""
+    from hydra._internal.utils import get_args_parser
+
+    with contextlib.suppress(SystemExit):
+        return list(get_args_parser().parse_known_args(argv)[0].overrides or [])
+    return []
+
+
+@contextlib.contextmanager
+def composition_errors_explained(config_name: str) -> Iterator[None]:
+    """Within the block, Hydra's report of an error while composing ``config_name`` (several lines, exit 1) is
+    replaced by one line and exit 2. Hydra prints errors in ``hydra._internal.utils.run_and_report``, which
+    receives the exception; other errors are still reported by it, unchanged."""
+    import hydra._internal.utils as hydra_utils
+
+    report = hydra_utils.run_and_report
+
+    def run_and_report(func: Callable[[], Any]) -> Any:
+        def composed() -> Any:
+            try:
+                return func()
+            except Exception as err:
+                if os.environ.get("HYDRA_FULL_ERROR") == "1":  # Hydra's switch for its whole report
+                    raise
+                try:
+                    message = explain(err, config_name, _overrides(sys.argv[1:]))
+                except Exception:  # explaining must never hide the error itself
+                    message = None
+                if message is None:
+                    raise
+                exit_with(message)
+
+        return report(composed)
+
+    hydra_utils.run_and_report = run_and_report
+    try:
+        yield
+    finally:
+        hydra_utils.run_and_report = report
+
+
+def run_hydra_command(main: Callable[[], Any], config_name: str) -> None:
+    """A ``@hydra.main`` command's ``main``, its composition errors reported as one line (exit status 2)."""
+    with composition_errors_explained(config_name):
+        main()
