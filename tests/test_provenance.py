@@ -168,3 +168,28 @@ def test_reports_show_the_environment_and_warn_when_jobs_ran_different_code(two_
     report = write_report(sweep).read_text()
     assert "ran with different code" in report and "commit 01234567: jobs 1" in report
     assert "ran with different data" in report and "installed packages" not in report
+
+
+def test_a_rerun_trains_the_recorded_config_again_and_matches(tiny_data, tmp_path):
+    """rerun=<run dir>: the same config in a new run dir; deterministic on one machine, the same metrics."""
+    first = tmp_path / "first"
+    args = ["model=mlp", "seed=3", "trainer.deterministic=true", *FAST]
+    run_cli("mnistlab.train", *args, f"hydra.run.dir={first}", data_dir=tiny_data, cwd=tmp_path)
+    again = run_cli("mnistlab.train", f"rerun={first}", data_dir=tiny_data, cwd=tmp_path)
+    said = again.stdout + again.stderr
+    # a checkout being edited between the two runs may differ in its uncommitted changes; nothing else may
+    assert "same code, packages, machine and data" in said or "other uncommitted changes on the same commit" in said
+    assert "other packages" not in said and "other data" not in said and "other torch" not in said
+    (second,) = [p for p in tmp_path.glob("outputs/*/*") if (p / "metrics.json").is_file()]
+    one, two = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
+    assert two["hparams"] == one["hparams"]
+    for key in ("val/acc_best", "test/acc", "test/loss", "epochs"):
+        assert two[key] == one[key], key
+    # another package version and other data are named before training
+    packages = (first / provenance.PACKAGES_FILE).read_text().replace("torch==", "torch==0.0.0+was", 1)
+    (first / provenance.PACKAGES_FILE).write_text(packages)
+    changed = run_cli("mnistlab.train", f"rerun={first}", "trainer.max_epochs=1", data_dir=tiny_data, cwd=tmp_path)
+    assert (
+        "rerun of" in changed.stderr + changed.stdout
+        and "other packages: torch 0.0.0+was" in changed.stdout + changed.stderr
+    )

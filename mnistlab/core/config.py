@@ -36,6 +36,7 @@ REPLAYED_ROOTS = {
     "experiment",
     "hparams_search",
     "debug",
+    "recipe",
     "seed",
     "test",
     "tune",
@@ -136,8 +137,10 @@ def prepare_train_overrides(argv: list[str]) -> list[str]:
     """What ``mnistlab-train`` checks on its raw command line before Hydra composes anything (another writer
     in the run or sweep dir, ``resume=`` expanded, unknown presets, missing extras); ``argv[0]`` is the program.
     """
+    from mnistlab.core.rerun import expand_rerun
+
     refuse_busy_dirs(argv[1:])
-    argv = expand_resume(argv)
+    argv = expand_rerun(expand_resume(argv))
     check_group_choices(argv[1:])
     return argv
 

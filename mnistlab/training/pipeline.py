@@ -280,6 +280,8 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     run = build_run(cfg, record)
     if is_rank_zero():
         record_data(out_dir, run.datamodule)
+        if cfg.get("rerun"):
+            report_rerun(Path(str(cfg.rerun)), out_dir)
     settle_run_config(out_dir, started=True)
     record["status"] = "running"
     best = fit(run, record)
@@ -336,6 +338,28 @@ def record_data(out_dir: Path, datamodule: Any) -> None:
         write_json_atomic(out_dir / provenance.PROVENANCE_FILE, record)
     except OSError as err:
         log.warning("data fingerprint not recorded: %s", first_line(err))
+
+
+def report_rerun(recorded_dir: Path, out_dir: Path) -> None:
+    """Before training again what ``recorded_dir`` trained: which parts of its provenance differ from now."""
+    from mnistlab.core import provenance
+    from mnistlab.core.rerun import provenance_changes
+
+    then, now = provenance.read(recorded_dir), provenance.read(out_dir) or {}
+    patches = [d / provenance.PATCH_FILE for d in (recorded_dir, out_dir)]
+    same_patch = all(p.is_file() for p in patches) and patches[0].read_bytes() == patches[1].read_bytes()
+    packages = provenance.read_packages(recorded_dir), provenance.read_packages(out_dir)
+    changes = provenance_changes(then, now, *packages, same_patch=same_patch)
+    data_then, data_now = (
+        ((then or {}).get("data") or {}).get("fingerprint"),
+        (now.get("data") or {}).get("fingerprint"),
+    )
+    if then is not None and data_then != data_now:
+        changes.append(f"other data: recorded fingerprint {data_then}, now {data_now}")
+    if not changes:
+        log.info("rerun of %s: same code, packages, machine and data as recorded", recorded_dir)
+    for line in changes:
+        log.warning("rerun of %s: %s", recorded_dir, line)
 
 
 def check_resume(cfg: DictConfig, out_dir: Path) -> None:
