@@ -75,16 +75,14 @@ def run_row(run_dir: Path) -> dict[str, Any]:
 
 
 def runs(path: Path | str, frame: bool = True) -> Any:
-    """Every run under ``path`` (any number of sweeps and single runs), one row each: a pandas DataFrame when
-    pandas is installed and ``frame`` is true, a list of dicts otherwise."""
+    """Every run under ``path`` (any number of sweeps and single runs), one row each: a pandas DataFrame, or
+    with ``frame=False`` a list of dicts."""
     rows = [run_row(d) for d in run_dirs(Path(path))]
-    if frame:
-        try:
-            import pandas as pd
-        except ImportError:
-            return rows
-        return pd.DataFrame(rows)
-    return rows
+    if not frame:
+        return rows
+    import pandas as pd
+
+    return pd.DataFrame(rows)
 
 
 def _config(run_dir: Path) -> dict[str, Any]:
