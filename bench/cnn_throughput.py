@@ -1,6 +1,6 @@
 """CNN `cnn_bn_do`, SGD momentum 0.9, batch 64, one epoch of the 55k train split, on this CPU.
 
-(a) hand-written loop over in-memory tensors, (b) the seeds' torchvision + DataLoader loop,
+(a) hand-written loop over in-memory tensors, (b) the reference scripts' torchvision + DataLoader loop,
 (c) mnistlab through `python -m mnistlab.train`, (d) the hand loop with mnistlab's tricks (no bias before BN,
 channels-last, fused SGD, inputs normalized once): the physical floor. (a), (c) and (d) alternate for three
 rounds and the best epoch of each is compared: the hand loop's speed alone has varied by 40 % between runs on
@@ -15,10 +15,10 @@ from common import (
     check,
     hand_loop_epoch,
     metrics,
+    reference_cnn,
+    reference_loop_epoch,
     row,
     run_mnistlab,
-    seed_cnn,
-    seed_style_epoch,
     train_val_tensors,
     tuned_cnn,
     tuned_hand_loop_epoch,
@@ -46,7 +46,7 @@ def main() -> bool:
     hand_runs, our_runs, floor_runs = [], [], []
     for _ in range(ROUNDS):  # alternated, so that a slow spell of this shared machine hits both sides
         torch.manual_seed(0)
-        hand_runs.append(n / hand_loop_epoch(seed_cnn(), sgd, images, labels, BATCH))
+        hand_runs.append(n / hand_loop_epoch(reference_cnn(), sgd, images, labels, BATCH))
         _, run = run_mnistlab(
             "model=cnn_bn_do",
             "optim=sgd_momentum",
@@ -59,7 +59,7 @@ def main() -> bool:
         torch.manual_seed(0)
         floor_runs.append(n / tuned_hand_loop_epoch(tuned_cnn(), fused_sgd, images, labels, BATCH))
     torch.manual_seed(0)
-    seed_style = n / seed_style_epoch(seed_cnn(), sgd, BATCH)
+    reference_loop = n / reference_loop_epoch(reference_cnn(), sgd, BATCH)
     hand, ours = max(hand_runs), max(our_runs)  # the best epoch of each: the least disturbed by other load
     floor = max(floor_runs)
     print(
@@ -67,11 +67,11 @@ def main() -> bool:
         f"tuned hand {[round(v) for v in floor_runs]} img/s"
     )
     row("(a) hand-written loop, in-memory tensors (best round)", hand, "img/s")
-    row("(b) seed-style loop, torchvision + DataLoader", seed_style, "img/s")
+    row("(b) reference-scripts loop, torchvision + DataLoader", reference_loop, "img/s")
     row("(c) mnistlab (python -m mnistlab.train) (best round)", ours, "img/s")
     row("(d) hand loop with the same tricks (best round)", floor, "img/s")
     row("c/a", ours / hand, "x")
-    row("c/b", ours / seed_style, "x")
+    row("c/b", ours / reference_loop, "x")
     row("mnistlab epoch time / tuned hand loop's (d/c)", floor / ours, "x")
     ok = check("c/a >= 1.3", ours / hand >= 1.3)
     return check("mnistlab epoch <= 1.10x the tuned hand loop's", floor / ours <= 1.10) and ok

@@ -39,7 +39,7 @@ def train_val_tensors(val_size: int = 5000, seed: int = 42) -> tuple[torch.Tenso
     return images[train_idx], labels[train_idx]
 
 
-def seed_cnn(conv_bias: bool = True) -> nn.Module:
+def reference_cnn(conv_bias: bool = True) -> nn.Module:
     """The CNN of the benchmark as a user writes it (NCHW, conv biases kept)."""
     return nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1, bias=conv_bias),
@@ -62,7 +62,7 @@ def seed_cnn(conv_bias: bool = True) -> nn.Module:
 def tuned_cnn() -> nn.Module:
     """The same CNN as a performance-minded user writes it, with mnistlab's tricks: no conv bias before BatchNorm
     (its shift makes it redundant), channels-last memory format (oneDNN's fast path)."""
-    return seed_cnn(conv_bias=False).to(memory_format=torch.channels_last)
+    return reference_cnn(conv_bias=False).to(memory_format=torch.channels_last)
 
 
 def tuned_hand_loop_epoch(
@@ -127,8 +127,11 @@ def hand_loop_epoch(
     return (time.perf_counter() - start) / epochs
 
 
-def seed_style_epoch(model: nn.Module, make_optimizer: Callable, batch_size: int, limit: int | None = None) -> float:
-    """Seconds per epoch of the seeds' loop: torchvision MNIST + ToTensor + Normalize + DataLoader (PIL per image).
+def reference_loop_epoch(
+    model: nn.Module, make_optimizer: Callable, batch_size: int, limit: int | None = None
+) -> float:
+    """Seconds per epoch of the reference scripts' loop: torchvision MNIST + ToTensor + Normalize + DataLoader
+    (PIL per image).
 
     Uses the same 55k samples; ``limit`` batches only, scaled to the full epoch, when given.
     """

@@ -4,7 +4,7 @@
 random size (90–280 px) and position. The same checkpoint (`experiment=fast`, or $MNISTLAB_SERVE_CKPT)
 classifies them
 - as the original 28×28 test images (the ceiling),
-- after the seeds' preprocessing (invert, resize the whole canvas to 28×28) — the baseline,
+- after the reference scripts' preprocessing (invert, resize the whole canvas to 28×28) — the baseline,
 - after `mnistlab.serving.preprocess` (invert, crop to the ink, 20 px box, center of mass).
 
 Target: mnistlab's preprocessing within 1.5 points of the ceiling.
@@ -32,7 +32,7 @@ def canvases(images: np.ndarray, seed: int = 0) -> list[Image.Image]:
     return drawn
 
 
-def seed_style(canvas: Image.Image) -> np.ndarray:
+def reference_preprocess(canvas: Image.Image) -> np.ndarray:
     """A typical Streamlit front end: invert, resize the whole drawing to 28×28."""
     inverted = 255 - np.asarray(canvas.resize((28, 28), Image.Resampling.BILINEAR), dtype=np.float32)
     return (inverted / 255)[None]
@@ -53,11 +53,11 @@ def main() -> bool:
         return 100 * float(np.mean(np.array(predicted) == labels))
 
     ceiling = accuracy([(image.astype(np.float32) / 255)[None] for image in images])
-    naive = accuracy([seed_style(canvas) for canvas in drawn])
+    naive = accuracy([reference_preprocess(canvas) for canvas in drawn])
     ours = accuracy([predictor.prepare(canvas) for canvas in drawn])
     print(f"  {COUNT} MNIST test digits drawn black-on-white on a {CANVAS}×{CANVAS} canvas, random size and place")
     row("original 28×28 test images (ceiling)", ceiling, "%")
-    row("seeds' preprocessing: invert + resize to 28×28 (baseline)", naive, "%")
+    row("reference scripts' preprocessing: invert + resize to 28×28 (baseline)", naive, "%")
     row("mnistlab preprocessing (MNIST-style)", ours, "%")
     row("  errors removed vs the baseline", (ours - naive) / max(1e-9, 100 - naive) * 100, "%")
     return check("mnistlab within 1.5 points of the ceiling", ours >= ceiling - 1.5)

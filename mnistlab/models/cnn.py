@@ -100,7 +100,7 @@ class CNN(nn.Module):
         for size in fc:
             if dropout > 0:
                 head.append(nn.Dropout(dropout))
-            # the FC head of the seeds has no norm layer: only the conv blocks carry BatchNorm
+            # the FC head of the reference scripts has no norm layer: only the conv blocks carry BatchNorm
             head += dense_block(features, int(size), "none", activation)
             features = int(size)
         if dropout > 0:

@@ -42,7 +42,7 @@ def _gain_nonlinearity(activation: str) -> str:
 def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:
     """Apply ``scheme`` to every conv and linear layer of ``module``; biases start at zero.
 
-    ``default`` keeps PyTorch's own init. ``zeros`` is the course's cautionary example: every unit of a
+    ``default`` keeps PyTorch's own init. ``zeros`` is the reference scripts' cautionary example: every unit of a
     layer stays identical, so the network cannot learn beyond a linear model of the last layer.
     Normalization layers are left at weight 1, bias 0.
     """

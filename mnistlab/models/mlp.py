@@ -15,7 +15,7 @@ from mnistlab.models.registry import register_model
 class MLP(nn.Module):
     """Flatten → [Linear → norm → activation → dropout] per hidden size → Linear to the classes.
 
-    ``hidden=[128]`` is the course's SimpleNN; ``hidden=[64, 128, 64], norm=batch`` is the MLP of
+    ``hidden=[128]`` is the reference scripts' SimpleNN; ``hidden=[64, 128, 64], norm=batch`` is the MLP of
     lightning-hydra-template.
     """
 
