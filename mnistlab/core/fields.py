@@ -121,6 +121,12 @@ MODEL = (
     choice("model.padding", ("same", "valid")),
     integer("model.convs_per_block"),
 )
+# settings a model takes but has no use for, with the one value a config may give them and why: conf/model/ sets
+# them so that one sweep spans several models, and any other value would change nothing, so a run refuses it.
+# The model classes still take any valid value: checkpoints of runs made before this check keep loading.
+IGNORED: dict[str, dict[str, tuple[Any, str]]] = {
+    "linear": {"activation": ("relu", "a linear model has no hidden layer to activate")},
+}
 OPTIM = (
     Field("optim.name", "str"),
     number("optim.lr", _positive, "must be > 0"),
@@ -251,6 +257,18 @@ def check(key: str, value: Any) -> Any:
     return value
 
 
+def check_used(model: Any) -> None:
+    """One line for a setting that ``model.name`` takes but ignores (``IGNORED``), given another value than the
+    one it allows."""
+    name = model.get("name") if isinstance(model, dict | DictConfig) else None
+    for key, (allowed, why) in IGNORED.get(str(name), {}).items():
+        value = model.get(key)
+        if value is not None and value != allowed:
+            raise ConfigError(
+                f"model.{key}={value!r} does nothing for model.name={name!r} ({why}); leave it at {allowed}"
+            )
+
+
 def validate(cfg: DictConfig, command: str = "train") -> None:
     """Fail in a second, with one line naming key, value and what is allowed, before anything is read."""
     for field in COMMANDS[command]:
@@ -259,3 +277,5 @@ def validate(cfg: DictConfig, command: str = "train") -> None:
         except Exception as err:  # a mandatory value (???) left unset, or an interpolation that cannot resolve
             raise ConfigError(f"{field.key} is not set ({type(err).__name__}); give it on the command line") from None
         field.check(value)
+    if any(field.key == "model.name" for field in COMMANDS[command]):
+        check_used(cfg.get("model"))
