@@ -21,6 +21,7 @@ BENCHES = [
     "default_recipe",
     "fashion_recipe",
     "drawn_digits",
+    "photo_digits",
     "serve_load",
     "gpu",
 ]

@@ -9,12 +9,14 @@ import zlib
 import numpy as np
 import pytest
 from conftest import REAL_DATA
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
+from scipy.ndimage import binary_erosion, gaussian_filter
 
 from mnistlab.serving.preprocess import (
     BadImageError,
     ImageTooLargeError,
     center_of_mass,
+    find_ink,
     image_files,
     open_image,
     prepare,
@@ -106,6 +108,97 @@ def test_styles_for_other_datasets():
     assert rgb.shape == (3, 64, 64) and rgb.min() >= 0 and rgb.max() <= 1
     with pytest.raises(Exception, match="preprocess='nope' is not one of auto, mnist, fit, resize"):
         resolve_style("nope", "mnist", MNIST)
+
+
+def pen_seven(size: tuple[int, int], offset: tuple[int, int], width: int = 4) -> tuple[np.ndarray, tuple]:
+    """A 7 drawn with a thin pen (coverage in [0, 1]) and its box (left, top, right, bottom)."""
+    strokes = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(strokes)
+    x, y = offset
+    draw.line([(x, y), (x + 110, y), (x + 40, y + 160)], fill=255, width=width, joint="curve")
+    coverage = np.asarray(strokes, dtype=np.float32) / 255
+    rows, cols = np.nonzero(coverage)
+    return coverage, (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+
+
+def phone_photo(coverage: np.ndarray, band: tuple[int, int] = (150, 300), seed: int = 0) -> Image.Image:
+    """Dark ink on tinted, grainy paper lit from the left (the right edge at 60 %), a diagonal shadow band
+    (where ``band[0] < row - column < band[1]``) and a speck of dust far from the digit, saved as a JPEG: what
+    a phone gives of a sheet."""
+    rng = np.random.default_rng(seed)
+    height, width = coverage.shape
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    paper = 0.85 + 0.04 * gaussian_filter(rng.standard_normal((height, width)), 12) * 12
+    paper += rng.normal(0, 0.03, (height, width))
+    light = 1 - 0.4 * cols / width
+    shadow = ((rows - cols) > band[0]) & ((rows - cols) < band[1])
+    light *= 1 - 0.4 * gaussian_filter(shadow.astype(np.float32), 8)
+    ink = coverage.copy()
+    ink[380:387, 60:67] = 1  # a speck of dust
+    gray = (paper * (1 - ink) + 0.15 * ink) * light
+    rgb = np.clip(gray[..., None] * np.array([1.0, 0.9, 0.75]) * 255, 0, 255).astype(np.uint8)
+    return open_image(png_bytes(Image.fromarray(rgb), "JPEG"))
+
+
+def iou(a: tuple, b: tuple) -> float:
+    inner = max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inner / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inner)
+
+
+def stroke_px(array: np.ndarray) -> float:
+    """Mean stroke width of a 28×28 digit: twice the area over the outline, at half intensity."""
+    mask = array > 0.5
+    return 2 * mask.sum() / (mask & ~binary_erosion(mask)).sum()
+
+
+@pytest.mark.parametrize("inverted", [False, True], ids=["dark-ink", "chalk-on-board"])
+def test_a_photographed_digit_is_found_on_uneven_paper(inverted):
+    """The crop box is the digit's, not the shadow's, the speck's or the whole sheet's; the thin pen comes out
+    as MNIST's 2-3 px stroke, centred, and reads as the same 7 drawn on a clean canvas."""
+    coverage, true_box = pen_seven((640, 480), (420, 60))
+    image = phone_photo(coverage)
+    if inverted:
+        image = ImageOps.invert(image)
+    found = find_ink(np.asarray(image.convert("L"), dtype=np.float32) / 255)
+    assert iou(found.box, true_box) > 0.7, (found.box, true_box)
+    array = prepare(image, MNIST, "mnist")[0]
+    row, col = center_of_mass(array)
+    assert abs(row - 14) <= 1 and abs(col - 14) <= 1
+    rows, cols = np.nonzero(array > 0.2)
+    assert max(rows.max() - rows.min(), cols.max() - cols.min()) + 1 in (19, 20, 21, 22)
+    assert 1.8 <= stroke_px(array) <= 4  # MNIST's: 2.6
+    clean = Image.fromarray((255 * (1 - coverage)).astype(np.uint8))  # the same pen on white paper
+    reference = prepare(clean, MNIST, "mnist")[0]
+    shifted = (np.roll(array, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1))  # rounding of the mass
+    assert max(np.corrcoef(a.ravel(), reference.ravel())[0, 1] for a in shifted) > 0.9
+
+
+def test_a_shadow_through_the_digit_and_a_large_photo():
+    """A shadow band crossing the digit itself, in a 12 Mpx photo (searched at a lower resolution)."""
+    coverage, true_box = pen_seven((640, 480), (200, 150))
+    image = phone_photo(coverage, band=(-100, 50), seed=1).resize((4000, 3000), Image.Resampling.BILINEAR)
+    found = find_ink(np.asarray(image.convert("L"), dtype=np.float32) / 255)
+    scaled = tuple(v * 4000 / 640 for v in true_box)
+    assert iou(found.box, scaled) > 0.7, (found.box, scaled)
+    array = prepare(image, MNIST, "mnist")[0]
+    row, col = center_of_mass(array)
+    assert abs(row - 14) <= 1 and abs(col - 14) <= 1 and 1.8 <= stroke_px(array) <= 4
+
+
+def test_a_speck_is_ignored_on_a_clean_canvas():
+    reference = prepare(seven(), MNIST, "mnist")
+    dusty = seven()
+    ImageDraw.Draw(dusty).ellipse([(20, 250), (26, 256)], fill=0)  # a 6 px dot far from the 7
+    np.testing.assert_allclose(prepare(dusty, MNIST, "mnist"), reference, atol=1e-6)
+
+
+def test_paper_without_ink_is_blank_even_when_grainy_and_shaded():
+    empty = np.asarray(phone_photo(np.zeros((480, 640), np.float32)).convert("L")).copy()
+    empty[380:387, 60:67] = empty[370:377, 60:67]  # no speck either: nothing but paper
+    tinted = Image.new("RGB", (300, 200), (200, 190, 150))  # even paper, as before: blank
+    for paper in (Image.fromarray(empty), tinted):
+        with pytest.raises(BadImageError, match="no digit found"):
+            prepare(paper, MNIST, "mnist")
 
 
 def png_claiming(width: int, height: int) -> bytes:
