@@ -50,9 +50,9 @@ def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str
 
 
 def _record(run_dir: str | Path) -> dict[str, Any]:
-    from mnistlab.core.files import read_metrics
+    from mnistlab.core.record import STATUS, Status, read_record
 
-    record = dict(read_metrics(Path(run_dir)) or {"status": "missing"})
+    record = dict(read_record(Path(run_dir)) or {STATUS: Status.MISSING})
     record["run_dir"] = str(run_dir)
     return record
 

@@ -50,7 +50,9 @@ def save_figure(
     figure.canvas.draw()
     rgb = np.asarray(figure.canvas.buffer_rgba())[..., :3]
     if path is not None:
-        Image.fromarray(rgb).save(path, optimize=False)
+        from mnistlab.core.files import atomic_write
+
+        atomic_write(Path(path), lambda f: Image.fromarray(rgb).save(f, format="PNG", optimize=False))
     for writer in writers if tag else ():
         writer.add_image(tag, rgb, dataformats="HWC")
     pyplot().close(figure)

@@ -4,7 +4,6 @@ pairs, misclassified examples, and the baselines a model must beat. Written to t
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,22 @@ from torch import Tensor
 
 from mnistlab.analysis.figures import pyplot, save_figure
 from mnistlab.analysis.formatting import format_number, markdown_table
+from mnistlab.core.files import write_csv_atomic, write_text_atomic
+from mnistlab.core.record import (
+    BEST_EPOCH,
+    EPOCHS,
+    HPARAMS,
+    PARAMS,
+    PEAK_MEMORY_MB,
+    TEST,
+    TEST_ACC,
+    TEST_F1,
+    TEST_LOSS,
+    TEST_SAMPLES,
+    TIME_PER_EPOCH_S,
+    TRAIN_TIME_S,
+    VAL_ACC_BEST,
+)
 
 ACCURACY_DECIMALS = 4  # scores in [0, 1] with fixed decimals, so that a table's columns line up
 
@@ -151,23 +166,26 @@ def write_evaluation(
     pairs = most_confused(confusion, classes)
     base = baselines(train_labels, labels_tested(confusion), len(classes))
 
-    with open(out_dir / "confusion_matrix.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["true \\ predicted", *classes])
-        writer.writerows([name, *row] for name, row in zip(classes, confusion.tolist(), strict=True))
-    with open(out_dir / "per_class.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["class", "precision", "recall", "f1", "support"])
-        writer.writeheader()
-        writer.writerows({"class": name, **row} for name, row in zip(classes, scores, strict=True))
+    write_csv_atomic(
+        out_dir / "confusion_matrix.csv",
+        ["true \\ predicted", *classes],
+        ([name, *row] for name, row in zip(classes, confusion.tolist(), strict=True)),
+    )
+    fields = ["precision", "recall", "f1", "support"]
+    write_csv_atomic(
+        out_dir / "per_class.csv",
+        ["class", *fields],
+        ([name, *(row[k] for k in fields)] for name, row in zip(classes, scores, strict=True)),
+    )
 
     figures = {"confusion_matrix": plot_confusion(confusion, classes)}
     if results.get("misclassified"):
         figures["misclassified"] = plot_misclassified(*results["misclassified"], classes)
     for name, figure in figures.items():
-        save_figure(figure, out_dir / f"{name}.png", f"test/{name}", writers)
+        save_figure(figure, out_dir / f"{name}.png", f"{TEST}{name}", writers)
 
     summary = {
-        "test/samples": int(confusion.sum()),
+        TEST_SAMPLES: int(confusion.sum()),
         "baseline/majority_acc": base["majority"]["acc"],
         "baseline/uniform_acc": base["uniform"]["acc"],
         "most_confused": pairs,
@@ -179,7 +197,7 @@ def write_evaluation(
             f"lr {metrics.get('lr', metrics['lr_find/suggestion']):.3g}.\n\n![LR finder](lr_find.png)\n"
         )
     report += environment_section(out_dir)
-    (out_dir / "report.md").write_text(report)
+    write_text_atomic(out_dir / "report.md", report)
     return summary
 
 
@@ -221,12 +239,12 @@ def _report_markdown(
     base: dict[str, dict[str, float]],
     has_examples: bool,
 ) -> str:
-    hp = metrics.get("hparams", {})
+    hp = metrics.get(HPARAMS, {})
 
     def scores_of(values: dict[str, Any]) -> list[str]:
         return [format_number(values.get(k), ACCURACY_DECIMALS) for k in ("acc", "f1", "loss")]
 
-    model = {"acc": metrics.get("test/acc"), "f1": metrics.get("test/f1"), "loss": metrics.get("test/loss")}
+    model = {"acc": metrics.get(TEST_ACC), "f1": metrics.get(TEST_F1), "loss": metrics.get(TEST_LOSS)}
     lines = [
         "# Run report",
         "",
@@ -241,11 +259,11 @@ def _report_markdown(
             ],
         ),
         "",
-        f"Best validation accuracy {format_number(metrics.get('val/acc_best'), ACCURACY_DECIMALS)} at epoch "
-        f"{metrics.get('best_epoch', '—')} of {metrics.get('epochs', '—')}; training "
-        f"{format_number(metrics.get('train_time_s'), 1)} s ({format_number(metrics.get('time_per_epoch_s'), 2)} "
-        f"s/epoch); peak memory {format_number(metrics.get('peak_memory_mb'), 0)} MB; "
-        f"{metrics.get('params', '—')} parameters.",
+        f"Best validation accuracy {format_number(metrics.get(VAL_ACC_BEST), ACCURACY_DECIMALS)} at epoch "
+        f"{metrics.get(BEST_EPOCH, '—')} of {metrics.get(EPOCHS, '—')}; training "
+        f"{format_number(metrics.get(TRAIN_TIME_S), 1)} s ({format_number(metrics.get(TIME_PER_EPOCH_S), 2)} "
+        f"s/epoch); peak memory {format_number(metrics.get(PEAK_MEMORY_MB), 0)} MB; "
+        f"{metrics.get(PARAMS, '—')} parameters.",
         "",
         "## Confusion matrix",
         "",

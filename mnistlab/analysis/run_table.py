@@ -1,7 +1,7 @@
 """Runs read back for comparison: every run under a folder as one table row (``runs``), and two runs side by side
 (``diff``): the config keys, provenance and packages that differ, and their metrics.
 
-Everything is read as data (``core.records``): a run dir from another machine, or a hostile one, is only text.
+Everything is read as data (``core.readers``): a run dir from another machine, or a hostile one, is only text.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 
 from mnistlab.analysis.formatting import format_number
 from mnistlab.core import provenance
-from mnistlab.core.columns import NUMBERS
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.files import read_metrics
-from mnistlab.core.records import RecordError, flatten, read_yaml
+from mnistlab.core.readers import RecordError, flatten, read_yaml
+from mnistlab.core.record import HPARAMS, NUMBERS, STATUS, TEST_ACC, is_completed, read_record
 
 METRICS = NUMBERS  # the metrics a readable record holds as numbers, as the sweep report reads them
 REPLICATE_KEYS = ("seed", "data.fold")
@@ -57,15 +56,15 @@ def _scalar(value: Any) -> bool:
 def run_row(run_dir: Path) -> dict[str, Any]:
     """One run as a flat row: where it is, its status, hparams, metrics and the main provenance fields."""
     run_dir = Path(run_dir)
-    metrics = read_metrics(run_dir) or {}
+    metrics = read_record(run_dir) or {}
     sweep = run_dir.parent if (run_dir.parent / "sweep.json").is_file() else None
     row: dict[str, Any] = {
         "run_dir": str(run_dir),
         "sweep": str(sweep) if sweep else None,
         "job": run_dir.name if sweep else None,
-        "status": metrics.get("status", "no record"),
+        "status": metrics.get(STATUS, "no record"),
     }
-    hparams = metrics.get("hparams")
+    hparams = metrics.get(HPARAMS)
     if isinstance(hparams, dict):
         row.update({k: v for k, v in hparams.items() if _scalar(v) and k not in row})
     row.update({k: metrics.get(k) for k in METRICS})
@@ -112,7 +111,7 @@ def _replicates(run_dir: Path) -> set[Path]:
     return {
         other
         for other in run_dirs(run_dir.parent)
-        if (read_metrics(other) or {}).get("status") == "completed" and strip(_config(other)) == mine
+        if is_completed(read_record(other)) and strip(_config(other)) == mine
     }
 
 
@@ -122,7 +121,7 @@ def _noise(a: Path, b: Path, metric: str, difference: float | None) -> str:
         return f"{metric}: not recorded by both runs."
     groups = []
     for group in {frozenset(_replicates(a)), frozenset(_replicates(b))}:
-        values = [float(v) for r in group if isinstance(v := (read_metrics(r) or {}).get(metric), int | float)]
+        values = [float(v) for r in group if isinstance(v := (read_record(r) or {}).get(metric), int | float)]
         if len(values) >= 2:
             groups.append(values)
     if not groups:
@@ -148,7 +147,7 @@ def _noise(a: Path, b: Path, metric: str, difference: float | None) -> str:
     )
 
 
-def diff(a: Path | str, b: Path | str, metric: str = "test/acc") -> dict[str, Any]:
+def diff(a: Path | str, b: Path | str, metric: str = TEST_ACC) -> dict[str, Any]:
     """Two runs side by side: the config keys that differ, the provenance that differs (commit, dirty, versions,
     host, device, data), the packages that differ, both runs' metrics, and a line on seed noise."""
     a, b = Path(a), Path(b)
@@ -159,7 +158,7 @@ def diff(a: Path | str, b: Path | str, metric: str = "test/acc") -> dict[str, An
     ignore = ("command", "cwd", "packages_file", "git.patch_file")
     flat_a = {k: v for k, v in flatten(prov_a).items() if k not in ignore}
     flat_b = {k: v for k, v in flatten(prov_b).items() if k not in ignore}
-    metrics_a, metrics_b = read_metrics(a) or {}, read_metrics(b) or {}
+    metrics_a, metrics_b = read_record(a) or {}, read_record(b) or {}
     value_a, value_b = metrics_a.get(metric), metrics_b.get(metric)
     numbers = isinstance(value_a, int | float) and isinstance(value_b, int | float)
     return {

@@ -7,7 +7,7 @@ from typing import Any
 
 from mnistlab.core.config import read_overrides
 from mnistlab.core.errors import ConfigError
-from mnistlab.core.files import read_metrics
+from mnistlab.core.record import Status, not_completed, read_record
 
 
 def job_dirs(sweep_dir: Path) -> list[Path]:
@@ -20,7 +20,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def sweep_statuses(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """Job dir name → its metrics.json (a job that wrote none counts as failed)."""
     return {
-        job.name: read_metrics(job) or {"status": "failed", "reason": "no metrics.json was written"}
+        job.name: read_record(job) or not_completed(Status.FAILED, "no metrics.json was written")
         for job in job_dirs(sweep_dir)
     }
 

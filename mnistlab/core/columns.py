@@ -2,9 +2,8 @@
 
 ``HPARAM_COLUMNS``: the HParams row every run logs (TensorBoard, metrics.json, the sweep report's factors):
 each column's name, value type, the override keys that set it and where its value is read in the composed
-config. ``METRICS``: the metric tags a run records, with their sweep-report titles, the ones the HParams tab
-shows and the ones a readable record must hold as numbers. Training, the sweep report and the record checks
-read them from here, so a new column or metric is one line.
+config; a new column is one line. The metric tags (``METRICS``, ``RANK_BY``…) belong to the run's record and
+are declared in :mod:`mnistlab.core.record`; they are importable from here too.
 """
 
 from __future__ import annotations
@@ -12,6 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# the metric tags belong to the record (core/record.py): re-exported for the modules that read both tables
+from mnistlab.core.record import HPARAM_METRICS, METRICS, NUMBERS, RANK_BY, TITLES, Metric
 
 
 @dataclass(frozen=True)
@@ -88,39 +90,16 @@ HPARAM_COLUMNS: tuple[HParamColumn, ...] = (
 # an override's key → the name of its column in the HParams row (keys not listed keep their own name)
 HPARAM_OF: dict[str, str] = {key: column.name for column in HPARAM_COLUMNS for key in column.keys}
 
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric tag of a run's record. ``title``: its column in the sweep report (None: no column); ``hparams``:
-    one of the HParams tab's metric columns; ``optional``: only some models log it, so the report shows its
-    column only when some run has it; ``numeric``: a record whose value here is not a number (or null) is
-    unreadable, since the reports compute with it."""
-
-    tag: str
-    title: str | None = None
-    hparams: bool = False
-    optional: bool = False
-    numeric: bool = False
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("val/acc_best", "val acc best", hparams=True, numeric=True),
-    Metric("test/acc", "test acc", hparams=True, numeric=True),
-    Metric("test/f1", "test F1", hparams=True, numeric=True),
-    Metric("test/loss", "test loss", hparams=True, numeric=True),
-    Metric("best_epoch", "best epoch", numeric=True),
-    Metric("epochs", numeric=True),
-    Metric("test/map_50", "test mAP@0.5", optional=True),  # detectors only
-    Metric("test/map", "test mAP@[.5:.95]", optional=True),
-    Metric("time_per_epoch_s", "s/epoch"),
-    Metric("train_time_s", "train s", numeric=True),
-    Metric("peak_memory_mb", "peak MB"),
-    Metric("params", "params", numeric=True),
-)
-# the metric a sweep ranks its runs by and selects on (validation, never test)
-RANK_BY = "val/acc_best"
-# the metric columns of the HParams tab: logged with placeholder 0 up front, then for real
-HPARAM_METRICS: tuple[str, ...] = tuple(m.tag for m in METRICS if m.hparams)
-# what reports compute with: numbers (or null) in every readable record
-NUMBERS: tuple[str, ...] = tuple(m.tag for m in METRICS if m.numeric)
-TITLES: dict[str, str] = {m.tag: m.title for m in METRICS if m.title is not None}
+__all__ = [
+    "HPARAM_COLUMNS",
+    "HPARAM_METRICS",
+    "HPARAM_OF",
+    "METRICS",
+    "NUMBERS",
+    "RANK_BY",
+    "TITLES",
+    "HParamColumn",
+    "HParamSource",
+    "Metric",
+    "scalar",
+]

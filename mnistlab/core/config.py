@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from mnistlab.core.compat import RECIPE_BEFORE, RENAMED_OVERRIDES
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
 from mnistlab.core.factors import current_run_label
@@ -31,8 +32,6 @@ REPLAYED_ROOTS = {
     "optim",
     "scheduler",
     "trainer",
-    "logger",
-    "callbacks",
     "experiment",
     "hparams_search",
     "debug",
@@ -45,10 +44,22 @@ REPLAYED_ROOTS = {
     "loss",
     "ema",
 }
-# recipe keys whose defaults have changed between versions, and their value in runs recorded before the key
-# existed: a resume continues the run's own recipe (its .hydra/config.yaml), not today's defaults
-RECIPE_KEYS: dict[str, Any] = {"trainer.max_epochs": ..., "loss.label_smoothing": 0.0, "ema.decay": None}
-LEGACY_OVERRIDES = {"model.compile": "speed.compile", "model.channels_last": "speed.channels_last"}
+# keys that name a place on disk or an object's wiring: never taken from a run dir (whoever wrote it could point a
+# resumed run at another run's checkpoints or anywhere else); loggers and callbacks are not replayed at all
+NEVER_REPLAYED = {
+    "data_dir",
+    "default_root_dir",
+    "dirpath",
+    "save_dir",
+    "filename",
+    "root",
+    "csv",
+    "logger",
+    "callbacks",
+    "plugins",
+    "enable_checkpointing",
+}
+PRESET_ONLY = {"logger", "callbacks"}  # replayed as a preset's name (logger=many), never a key under them
 RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
 BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
 
@@ -204,9 +215,11 @@ def _replayable(override: str) -> str | None:
         return None
     key, sep, value = override.partition("=")
     name = key.lstrip("+~")
-    name = LEGACY_OVERRIDES.get(name, name)
+    name = RENAMED_OVERRIDES.get(name, name)
     root = name.split(".")[0].split("/")[0]
-    if not sep or root not in REPLAYED_ROOTS or "/" in name:
+    if root in PRESET_ONLY and name == root and value not in ("null", ""):
+        pass  # one of our logger or callback presets, by name (checked below to exist in conf/)
+    elif not sep or root not in REPLAYED_ROOTS or "/" in name or NEVER_REPLAYED & set(name.split(".")):
         return None
     group = Path(CONFIG_DIR) / name
     if "." not in name and group.is_dir() and value != "null" and not (group / f"{value}.yaml").is_file():
@@ -215,14 +228,14 @@ def _replayable(override: str) -> str | None:
 
 
 def recipe_pins(run_dir: Path) -> list[str]:
-    """Overrides that hold a run to the recipe its ``.hydra/config.yaml`` recorded for ``RECIPE_KEYS`` (read as
+    """Overrides that hold a run to the recipe its ``.hydra/config.yaml`` recorded for ``RECIPE_BEFORE`` (read as
     YAML data: only numbers and null are taken; a value the run lacks is the one it ran with then, if known)."""
     try:
         config = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"), resolve=False)
     except Exception:  # no readable record: the saved overrides alone
         return []
     pins = []
-    for key, before in RECIPE_KEYS.items():
+    for key, before in RECIPE_BEFORE.items():
         node: Any = config
         for part in key.split("."):
             node = node.get(part, ...) if isinstance(node, dict) else ...

@@ -1,4 +1,4 @@
-"""Run results on disk: files written atomically so that a kill never leaves half a file, and metrics.json."""
+"""Run results on disk: files written atomically so that a kill never leaves half a file, and run dir locks."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from mnistlab.core.columns import NUMBERS
 from mnistlab.core.errors import BusyError
 
-METRICS_FILE = "metrics.json"
 LOCK_FILE = ".mnistlab.lock"
 
 
@@ -33,6 +31,7 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], check: Callable
     over ``path``: readers and a kill at any moment see the old file or the new one, never half of one, and
     a file that fails its check never replaces a good one."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_links(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -46,6 +45,32 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None], check: Callable
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_links(path: Path) -> None:
+    """A file mnistlab writes is never a symbolic link, nor in a folder that is one: a link planted in a run or
+    sweep dir (``report.md`` → ``~/.ssh/authorized_keys``) must not turn a report into a write elsewhere."""
+    path = Path(path)
+    for place in (path, path.parent):
+        if place.is_symlink():
+            raise OSError(f"{place} is a symbolic link; mnistlab does not write through links (remove it)")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``text`` (UTF-8) into ``path`` as ``atomic_write`` does: whole or not at all, never through a link."""
+    atomic_write(Path(path), lambda f: f.write(text.encode()))
+
+
+def write_csv_atomic(path: Path, header: list[str], rows: Any) -> None:
+    """A CSV file (header, then rows), written as ``atomic_write`` does."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text_atomic(path, text.getvalue())
 
 
 def finite(value: Any) -> Any:
@@ -69,21 +94,10 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """A run's metrics.json; None when there is none; a record with status ``unreadable`` when it is corrupt
-    (so that bookkeeping treats the run as not completed and says why)."""
-    path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        return {"status": "unreadable", "reason": f"{path} is not readable JSON ({type(err).__name__})"}
-    if not isinstance(record, dict) or not isinstance(record.get("hparams", {}), dict):
-        return {"status": "unreadable", "reason": f"{path} does not hold a run record"}
-    bad = next((k for k in NUMBERS if record.get(k) is not None and not isinstance(record[k], int | float)), None)
-    if bad or isinstance(record.get("status"), bool) or not isinstance(record.get("status", ""), str):
-        return {"status": "unreadable", "reason": f"{path} holds a {bad or 'status'} that is not valid"}
-    return record
+    """A run's metrics.json: :func:`mnistlab.core.record.read_record`, under the name callers knew it by."""
+    from mnistlab.core.record import read_record
+
+    return read_record(run_dir)
 
 
 def is_rank_zero() -> bool:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from mnistlab.core.errors import DataError, first_line
+from mnistlab.core.files import write_text_atomic
 from mnistlab.data.base import InMemoryDataModule
 from mnistlab.data.registry import register_dataset
 
@@ -105,7 +106,7 @@ class TinyImageNetDataModule(InMemoryDataModule):
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         for split, source in (("train", "train"), ("val", val_name)):
             decode_split(dataset[source], self.image_size, self.cache_dir / split)
-        (self.cache_dir / "classes.json").write_text(json.dumps(names))
+        write_text_atomic(self.cache_dir / "classes.json", json.dumps(names))
 
     def cache_key(self) -> tuple:
         return (self.cache_dir, (self.cache_dir / "train.images.npy").stat().st_mtime_ns)

@@ -19,7 +19,7 @@ from mnistlab.core.process import end_process
 
 def run(cfg: DictConfig) -> dict:
     validate(cfg, "scratch")  # in a second, before the data modules (and Lightning) are imported
-    from mnistlab.core.files import write_json_atomic
+    from mnistlab.core.record import EPOCHS, STATUS, TEST_ACC, TEST_LOSS, TRAIN_TIME_S, Status, write_record
     from mnistlab.data import create_datamodule
     from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy, train
 
@@ -44,18 +44,18 @@ def run(cfg: DictConfig) -> dict:
     p_test, _ = model.forward(x_test)
     out_dir = Path(cfg.paths.output_dir)
     result = {
-        "status": "completed",
+        STATUS: Status.COMPLETED,
         "model": s.model,
-        "test/acc": float((p_test.argmax(1) == y_test).mean()),
-        "test/loss": cross_entropy(p_test, y_test),
-        "epochs": len(history),
-        "train_time_s": round(time.perf_counter() - start, 3),
+        TEST_ACC: float((p_test.argmax(1) == y_test).mean()),
+        TEST_LOSS: cross_entropy(p_test, y_test),
+        EPOCHS: len(history),
+        TRAIN_TIME_S: round(time.perf_counter() - start, 3),
         "history": history,
     }
     if s.model == "softmax":
         save_weight_images(model.params["W"], datamodule.classes, out_dir / "softmax_weights.png")
-    write_json_atomic(out_dir / "metrics.json", result)
-    print(f"test/acc: {result['test/acc']:.4f}  test/loss: {result['test/loss']:.4f}  ({len(history)} epochs)")
+    write_record(out_dir, result)
+    print(f"{TEST_ACC}: {result[TEST_ACC]:.4f}  {TEST_LOSS}: {result[TEST_LOSS]:.4f}  ({len(history)} epochs)")
     return result
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mnistlab.core.record import VAL_ACC, VAL_LOSS
+
 
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)  # stable: exp never overflows
@@ -96,7 +98,7 @@ def train(
                 model.params[name] -= rate * grad
         p_val, _ = model.forward(x_val)
         val_loss = cross_entropy(p_val, y_val)
-        history.append({"epoch": epoch + 1, "val/loss": val_loss, "val/acc": float((p_val.argmax(1) == y_val).mean())})
+        history.append({"epoch": epoch + 1, VAL_LOSS: val_loss, VAL_ACC: float((p_val.argmax(1) == y_val).mean())})
         if val_loss < best_loss - 1e-4:
             best_loss, best_params, waited = val_loss, {k: v.copy() for k, v in model.params.items()}, 0
         else:

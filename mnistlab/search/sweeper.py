@@ -29,7 +29,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnistlab.core.errors import ConfigError, MnistlabError, first_line
 from mnistlab.core.extras import require
-from mnistlab.core.files import read_metrics, write_json_atomic
+from mnistlab.core.files import write_json_atomic
+from mnistlab.core.record import RANK_BY, REASON, STATUS, Status, not_completed, read_record, write_record
 
 log = logging.getLogger("mnistlab.search")
 SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
@@ -43,7 +44,7 @@ def _plain(value: Any) -> Any:
 class OptunaSweeper(Sweeper):
     def __init__(
         self,
-        objective: str = "val/acc_best",
+        objective: str = RANK_BY,
         direction: str = "maximize",
         n_trials: int = 20,
         n_jobs: int = 1,
@@ -157,10 +158,10 @@ class OptunaSweeper(Sweeper):
     def _mark_requeued(self, number: int) -> None:
         """The dead trial's run dir says what became of it (it is kept, and never reused)."""
         run_dir = self.sweep_dir / str(number)
-        record = read_metrics(run_dir)
-        if run_dir.is_dir() and (record is None or record.get("status") in ("running", "unreadable")):
+        record = read_record(run_dir)
+        if run_dir.is_dir() and (record is None or record.get(STATUS) in (Status.RUNNING, Status.UNREADABLE)):
             reason = "its search process stopped during the trial; the trial was queued again with the same values"
-            write_json_atomic(run_dir / "metrics.json", {**(record or {}), "status": "requeued", "reason": reason})
+            write_record(run_dir, {**(record or {}), **not_completed(Status.REQUEUED, reason)})
 
     # -- counting --------------------------------------------------------------------------------------------
     @staticmethod
@@ -277,19 +278,19 @@ class OptunaSweeper(Sweeper):
     def _tell(self, study: Any, trial: Any) -> None:
         from optuna.trial import TrialState
 
-        record = read_metrics(self.sweep_dir / str(trial.number)) or {"status": "failed", "reason": "no metrics.json"}
-        status = record.get("status")
+        record = read_record(self.sweep_dir / str(trial.number)) or not_completed(Status.FAILED, "no metrics.json")
+        status = record.get(STATUS)
         value = record.get(self.objective)
-        if status == "completed" and isinstance(value, int | float) and math.isfinite(value):
+        if status == Status.COMPLETED and isinstance(value, int | float) and math.isfinite(value):
             study.tell(trial, float(value), skip_if_finished=True)
-        elif status == "pruned":
-            trial.set_user_attr("reason", str(record.get("reason", "pruned")))
+        elif status == Status.PRUNED:
+            trial.set_user_attr("reason", str(record.get(REASON, Status.PRUNED)))
             study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
-            if status == "completed":
+            if status == Status.COMPLETED:
                 reason = f"{self.objective} is {value!r}, not a number"
             else:
-                reason = str(record.get("reason") or status)
+                reason = str(record.get(REASON) or status)
             trial.set_user_attr("reason", reason)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             log.error("trial %d failed: %s", trial.number, reason)

@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MeanMetric
 
 from mnistlab.core.errors import ConfigError, LossDivergedError
 from mnistlab.core.fields import check
+from mnistlab.core.record import TRAIN_LOSS, TRAIN_LOSS_STEP, VAL_ACC, VAL_ACC_BEST
 from mnistlab.models import create_model
 from mnistlab.models.layers import normalize
 from mnistlab.tasks.optim import build_optimizer, build_scheduler, continue_schedule
@@ -146,22 +147,22 @@ class ImageTask(L.LightningModule):
         if not math.isfinite(value):
             raise LossDivergedError(f"training loss is {value} at step {self.global_step}")
         for logger in self.loggers:
-            logger.log_metrics({"train/loss_step": value}, step=self.global_step)
+            logger.log_metrics({TRAIN_LOSS_STEP: value}, step=self.global_step)
 
     def on_train_epoch_end(self) -> None:
         loss = self.train_loss.compute()
         if not torch.isfinite(loss):
             raise LossDivergedError(f"training loss is {loss.item()} in epoch {self.current_epoch + 1}")
-        self.log_dict({"train/loss": loss, **self.train_epoch_metrics()})
+        self.log_dict({TRAIN_LOSS: loss, **self.train_epoch_metrics()})
         self.train_loss.reset()
 
     # -- evaluation -----------------------------------------------------------------------------
     def log_validation(self, values: dict[str, Tensor]) -> None:
         """Log the epoch's validation metrics; outside the sanity check, track the best ``val/acc``."""
         if not self.trainer.sanity_checking:
-            self.val_acc_best.update(values["val/acc"])
-            values["val/acc_best"] = self.val_acc_best.compute()
-            self.val_history.append(round(float(values["val/acc"]), 6))
+            self.val_acc_best.update(values[VAL_ACC])
+            values[VAL_ACC_BEST] = self.val_acc_best.compute()
+            self.val_history.append(round(float(values[VAL_ACC]), 6))
         self.log_dict(values, prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 architecture, optimizer, scheduler and dataset looked up by name in our registries, and anything that asks
 for code (Hydra's ``_target_`` and friends, at any depth) refused with one line.
 
-Checkpoints written before the registries named their classes by import path (``mnistlab.models.CNN``,
-``torch.optim.SGD``); those exact strings are translated to registry names here, as text: nothing is imported.
+Checkpoints of older formats (classes named by import path: ``mnistlab.models.CNN``, ``torch.optim.SGD``) are
+brought up to date by :mod:`mnistlab.core.compat`, as text: nothing is imported.
 """
 
 from __future__ import annotations
@@ -12,25 +12,9 @@ from typing import Any
 
 import torch
 
+from mnistlab.core.compat import RUN_CONFIG_KEY, UnknownFormat, upgrade_checkpoint
 from mnistlab.core.config import CODE_KEYS
 from mnistlab.core.errors import ConfigError, MnistlabError, first_line
-
-RUN_CONFIG_KEY = "mnistlab"  # the checkpoint entry with the run's resolved config (see StoreRunConfig)
-# import paths of checkpoints written before the registries, and what they are called now
-LEGACY_MODELS = {
-    "mnistlab.models.CNN": "cnn",
-    "mnistlab.models.MLP": "mlp",
-    "mnistlab.models.SoftmaxRegression": "linear",
-    "mnistlab.models.ResNet": "resnet",
-    "mnistlab.models.FasterRCNN": "fasterrcnn",
-}
-LEGACY_DATASETS = {
-    "mnistlab.data.CIFAR10DataModule": "cifar10",
-    "mnistlab.data.TinyImageNetDataModule": "tiny_imagenet",
-    "mnistlab.data.detection.MNISTDetectionDataModule": "mnist_detection",
-}
-LEGACY_PREFIXES = {"optim": "torch.optim.", "scheduler": "torch.optim.lr_scheduler."}
-LEGACY_RUNTIME_KEYS = ("compile", "channels_last")  # once model settings, now the run's
 
 
 def find_code(value: Any, where: str) -> str | None:
@@ -48,39 +32,6 @@ def find_code(value: Any, where: str) -> str | None:
             if found:
                 return found
     return None
-
-
-def _upgrade_section(section: Any, kind: str) -> Any:
-    """A pre-registry ``{_target_: <import path>, _partial_: true, …}`` → ``{name: <registry name>, …}``."""
-    if not isinstance(section, dict) or "_target_" not in section:
-        return section
-    target = section["_target_"]
-    upgraded = {k: v for k, v in section.items() if k not in ("_target_", "_partial_")}
-    if kind == "model" and target in LEGACY_MODELS:
-        upgraded = {k: v for k, v in upgraded.items() if k not in LEGACY_RUNTIME_KEYS}
-        return {"name": LEGACY_MODELS[target], **upgraded}
-    if kind == "scheduler" and target is None:
-        return {"name": "none"}
-    if kind in LEGACY_PREFIXES and isinstance(target, str) and target.startswith(LEGACY_PREFIXES[kind]):
-        rest = target.removeprefix(LEGACY_PREFIXES[kind])
-        if rest.isidentifier():
-            return {"name": rest.lower(), **upgraded}
-    if kind == "data" and target == "mnistlab.data.MNISTDataModule":
-        return {"dataset": upgraded.pop("dataset", "mnist"), **upgraded}
-    if kind == "data" and target in LEGACY_DATASETS:
-        if target.endswith("MNISTDetectionDataModule"):
-            upgraded["digits"] = upgraded.pop("dataset", "mnist")
-        return {"dataset": LEGACY_DATASETS[target], **upgraded}
-    return section  # not ours: left for find_code to refuse
-
-
-def _upgrade(checkpoint: dict[str, Any]) -> None:
-    hparams = checkpoint["hyper_parameters"]
-    for kind in ("model", "optim", "scheduler"):
-        hparams[kind] = _upgrade_section(hparams.get(kind), kind)
-    config = checkpoint.get(RUN_CONFIG_KEY, {}).get("config")
-    if isinstance(config, dict) and "data" in config:
-        config["data"] = _upgrade_section(config["data"], "data")
 
 
 def read_checkpoint(path: Any) -> dict[str, Any]:
@@ -105,7 +56,10 @@ def read_checkpoint(path: Any) -> dict[str, Any]:
     if run is not None and not (isinstance(run, dict) and isinstance(run.get("config", {}), dict)):
         raise ConfigError(f"ckpt_path={path} has a malformed '{RUN_CONFIG_KEY}' entry")
     check_finite(checkpoint["state_dict"], path)
-    _upgrade(checkpoint)
+    try:
+        upgrade_checkpoint(checkpoint)
+    except UnknownFormat as err:
+        raise ConfigError(f"ckpt_path={path} is not a readable mnistlab checkpoint ({err})") from None
     for where, value in (
         ("hyper_parameters", checkpoint["hyper_parameters"]),
         ("config.data", stored_data(checkpoint)),

@@ -12,6 +12,7 @@ from torch import Tensor
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from mnistlab.core.record import TEST, TEST_LOSS, TRAIN_ACC, VAL, VAL_LOSS
 from mnistlab.tasks.base import ImageTask
 
 
@@ -25,7 +26,7 @@ class ClassificationTask(ImageTask):
         scores = MetricCollection(
             {"acc": MulticlassAccuracy(average="micro", **args), "f1": MulticlassF1Score(average="macro", **args)}
         )
-        self.val_scores, self.test_scores = scores.clone(prefix="val/"), scores.clone(prefix="test/")
+        self.val_scores, self.test_scores = scores.clone(prefix=VAL), scores.clone(prefix=TEST)
         self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
         self.test_confusion = MulticlassConfusionMatrix(**args)
 
@@ -51,7 +52,7 @@ class ClassificationTask(ImageTask):
     def train_epoch_metrics(self) -> dict[str, Tensor]:
         acc = self.train_acc.compute()
         self.train_acc.reset()
-        return {"train/acc": acc}
+        return {TRAIN_ACC: acc}
 
     def _evaluate_batch(self, batch: tuple[Tensor, Tensor], loss: MeanMetric, *metrics: Any) -> Tensor:
         images, labels = batch
@@ -65,7 +66,7 @@ class ClassificationTask(ImageTask):
         self._evaluate_batch(batch, self.val_loss, self.val_scores)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_validation({"val/loss": self.val_loss.compute(), **self.val_scores.compute()})
+        self.log_validation({VAL_LOSS: self.val_loss.compute(), **self.val_scores.compute()})
         self.val_loss.reset()
         self.val_scores.reset()
 
@@ -83,7 +84,7 @@ class ClassificationTask(ImageTask):
                 self._kept += len(wrong)
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict({"test/loss": self.test_loss.compute(), **self.test_scores.compute()})
+        self.log_dict({TEST_LOSS: self.test_loss.compute(), **self.test_scores.compute()})
         misclassified = [torch.cat(parts) for parts in zip(*self._misclassified, strict=True)] if self._kept else []
         self.test_results = {"confusion": self.test_confusion.compute().cpu(), "misclassified": misclassified}
         for metric in (self.test_loss, self.test_scores, self.test_confusion):

@@ -21,6 +21,17 @@ from torchmetrics.detection import MeanAveragePrecision
 from torchvision.ops import box_iou
 
 from mnistlab.core.extras import require
+from mnistlab.core.record import (
+    TEST_ACC,
+    TEST_F1,
+    TEST_LOSS,
+    TEST_MAP,
+    TEST_MAP_50,
+    VAL_ACC,
+    VAL_F1,
+    VAL_MAP,
+    VAL_MAP_50,
+)
 from mnistlab.tasks.base import ImageTask
 
 MATCH_IOU = 0.5
@@ -110,10 +121,10 @@ class DetectionTask(ImageTask):
         mean_ap = self.val_map.compute()
         self.log_validation(
             {
-                "val/map": mean_ap["map"],
-                "val/map_50": mean_ap["map_50"],
-                "val/acc": self.val_acc.compute(),
-                "val/f1": self._macro_f1(self.val_f1),
+                VAL_MAP: mean_ap["map"],
+                VAL_MAP_50: mean_ap["map_50"],
+                VAL_ACC: self.val_acc.compute(),
+                VAL_F1: self._macro_f1(self.val_f1),
             }
         )
         for metric in (self.val_map, self.val_acc, self.val_f1):
@@ -139,11 +150,11 @@ class DetectionTask(ImageTask):
         mean_ap = self.test_map.compute()
         self.log_dict(
             {
-                "test/loss": self.test_loss.compute(),
-                "test/acc": self.test_acc.compute(),
-                "test/f1": self._macro_f1(self.test_f1),
-                "test/map": mean_ap["map"],
-                "test/map_50": mean_ap["map_50"],
+                TEST_LOSS: self.test_loss.compute(),
+                TEST_ACC: self.test_acc.compute(),
+                TEST_F1: self._macro_f1(self.test_f1),
+                TEST_MAP: mean_ap["map"],
+                TEST_MAP_50: mean_ap["map_50"],
             }
         )
         self.test_results = {"confusion": self.test_confusion.compute().cpu(), "misclassified": []}

@@ -12,6 +12,7 @@ from mnistlab.core.config import build, to_plain
 from mnistlab.core.errors import ConfigError
 from mnistlab.core.fields import validate
 from mnistlab.core.files import write_json_atomic
+from mnistlab.core.record import TEST_SCORES
 
 
 def write_test_report(out_dir: Path, module: Any, datamodule: Any, record: dict[str, Any], writers: Any = ()) -> dict:
@@ -52,6 +53,6 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule.setup("fit")  # the baselines need the train split's labels
     result.update(write_test_report(out_dir, module, datamodule, result))
     write_json_atomic(out_dir / "evaluation.json", result)
-    for key in ("test/acc", "test/f1", "test/loss"):
+    for key in TEST_SCORES:
         print(f"{key}: {result[key]:.4f}")
     return result

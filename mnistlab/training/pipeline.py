@@ -15,7 +15,25 @@ from omegaconf import DictConfig
 from mnistlab.core.config import build, build_all, settle_run_config, to_plain
 from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
-from mnistlab.core.files import METRICS_FILE, is_rank_zero, read_metrics, write_json_atomic
+from mnistlab.core.files import is_rank_zero, write_json_atomic
+from mnistlab.core.record import (
+    BEST_EPOCH,
+    EPOCHS,
+    FINISHED_AT,
+    HPARAMS,
+    MONITOR,
+    RANK_BY,
+    REASON,
+    RESUME_WITH,
+    STATUS,
+    TEST_ACC,
+    TRAIN_TIME_S,
+    VAL_CURVE,
+    WALL_TIME_S,
+    Status,
+    read_record,
+    write_record,
+)
 
 log = logging.getLogger("mnistlab.train")
 
@@ -51,7 +69,7 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         hydra = HydraConfig.get()  # the sweep's own settings: its study, and the pruner (not stored in the study)
         sweeper = hydra.sweeper
         storage = study_url(sweeper.get("storage"), Path(hydra.sweep.dir))
-        monitor = search.get("monitor") or "val/acc"
+        monitor = search.get("monitor") or MONITOR
         pruner = to_plain(sweeper.get("pruner"))
         callbacks.append(OptunaPruning(storage, sweeper.get("study_name", "mnistlab"), search.trial, monitor, pruner))
     if cfg.ema.decay is not None:  # first: the callbacks after it (diagnostics, checkpoints) see the average
@@ -133,21 +151,21 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
         record.update(find_lr(trainer, module, run.datamodule, cfg.tune, out_dir))  # logs what it applied
     hydra = HydraConfig.get()
     extra, chosen = _hparam_keys(hydra)
-    record["hparams"] = sweep_hparams(cfg, hydra.runtime.choices, module.lr, extra)
+    record[HPARAMS] = sweep_hparams(cfg, hydra.runtime.choices, module.lr, extra)
     if not cfg.resume:  # a resumed run keeps its first HParams session: one row per run
-        columns = None if chosen is None else single_run_columns(record["hparams"], chosen)
-        log_hparams(run.loggers, record["hparams"], columns)
+        columns = None if chosen is None else single_run_columns(record[HPARAMS], chosen)
+        log_hparams(run.loggers, record[HPARAMS], columns)
     restore = str(cfg.ckpt_path) if cfg.resume else None  # a fine-tune took the weights alone (build_run)
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=restore, weights_only=True)
-    record["val_curve"] = list(module.val_history)  # before testing loads the best checkpoint's history
+    record[VAL_CURVE] = list(module.val_history)  # before testing loads the best checkpoint's history
     if module.val_history:
-        record["best_epoch"] = module.val_history.index(max(module.val_history)) + 1
+        record[BEST_EPOCH] = module.val_history.index(max(module.val_history)) + 1
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     best_score = checkpoint.best_model_score if checkpoint is not None else None
     if best_score is None:
-        best_score = trainer.callback_metrics.get("val/acc_best")
-    record["val/acc_best"] = float(best_score) if best_score is not None else None
+        best_score = trainer.callback_metrics.get(RANK_BY)
+    record[RANK_BY] = float(best_score) if best_score is not None else None
     record.update(run.run_stats.summary(trainer.strategy.root_device))  # the module is back on the host by now
     for callback in trainer.callbacks:
         record.update(getattr(callback, "results", {}))  # sanity checks
@@ -251,8 +269,8 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     record = {} if record is None else record
     validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    previous = read_metrics(out_dir)
-    if cfg.skip_completed and previous and previous.get("status") == "completed":
+    previous = read_record(out_dir)
+    if cfg.skip_completed and previous and previous.get(STATUS) == Status.COMPLETED:
         log.info("skipping %s: it completed before (skip_completed=true)", out_dir)
         return previous
     from mnistlab.tasks import check_names
@@ -283,20 +301,23 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
         if cfg.get("rerun"):
             report_rerun(Path(str(cfg.rerun)), out_dir)
     settle_run_config(out_dir, started=True)
-    record["status"] = "running"
+    record[STATUS] = Status.RUNNING
     best = fit(run, record)
     if cfg.test:
         test(run, best, record)
-    record.update(status="completed", wall_time_s=round(time.perf_counter() - started, 3), finished_at=time.time())
+    wall_time_s = round(time.perf_counter() - started, 3)
+    record.update({STATUS: Status.COMPLETED, WALL_TIME_S: wall_time_s, FINISHED_AT: time.time()})
     if run.trainer.is_global_zero:
-        write_json_atomic(out_dir / METRICS_FILE, record)
-    test_acc = record.get("test/acc")
+        write_record(out_dir, record)
+    test_acc = record.get(TEST_ACC)
     log.info(
-        "val/acc_best=%s test/acc=%s in %s epochs (%.1f s); results in %s",
-        f"{record['val/acc_best']:.4f}" if record["val/acc_best"] is not None else "—",
+        "%s=%s %s=%s in %s epochs (%.1f s); results in %s",
+        RANK_BY,
+        f"{record[RANK_BY]:.4f}" if record[RANK_BY] is not None else "—",
+        TEST_ACC,
         f"{test_acc:.4f}" if test_acc is not None else "—",
-        record["epochs"],
-        record["train_time_s"],
+        record[EPOCHS],
+        record[TRAIN_TIME_S],
         out_dir,
     )
     return record
@@ -397,21 +418,21 @@ def run_job(cfg: DictConfig) -> float | None:
     record: dict[str, Any] = {}
     try:
         with signals_interrupt(), _lock_unless_other_rank(out_dir, dir_lock):
-            return train(cfg, record).get("val/acc_best")
+            return train(cfg, record).get(RANK_BY)
     except BusyError as busy:
         if in_sweep and cfg.skip_completed:
             log.info("skipping %s: %s", out_dir, busy)
             return None
         raise
     except TrialPruned as pruned:
-        record_failure(cfg, record, pruned, status="pruned")
+        record_failure(cfg, record, pruned, status=Status.PRUNED)
         log.info("%s", pruned)
         if not in_sweep:
             raise
         return None
     except Interrupted as stop:
         settle_run_config(out_dir, started=False)
-        record_failure(cfg, record, stop, status="interrupted")
+        record_failure(cfg, record, stop, status=Status.INTERRUPTED)
         if in_sweep:
             from mnistlab.training.sweep import close_sweep
 
@@ -437,22 +458,20 @@ def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
     return dir_lock(out_dir) if is_rank_zero() else contextlib.nullcontext()
 
 
-def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: str = "failed") -> None:
+def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, status: Status = Status.FAILED) -> None:
     """metrics.json says ``failed`` (or ``interrupted``), why, and what the run had reached (rank 0 only). A
     completed record is never replaced: a failed resume or fine-tune of a finished run keeps its results."""
     if not is_rank_zero():
         return
     out_dir = Path(cfg.paths.output_dir)
-    previous = read_metrics(out_dir)
-    started = "status" in record  # set once the run is built and about to fit
-    if previous and (previous.get("status") == "completed" or (cfg.resume and not started)):
-        log.error("%s: %s; the run's metrics.json (%s) is kept", status, first_line(err), previous.get("status"))
+    previous = read_record(out_dir)
+    started = STATUS in record  # set once the run is built and about to fit
+    if previous and (previous.get(STATUS) == Status.COMPLETED or (cfg.resume and not started)):
+        log.error("%s: %s; the run's metrics.json (%s) is kept", status, first_line(err), previous.get(STATUS))
         return
     reason = f"{type(err).__name__}: {first_line(err, 1000)}"
-    if status == "interrupted":
+    if status == Status.INTERRUPTED:
         last = out_dir / "checkpoints" / "last.ckpt"
-        reason = f"{err} after {record.get('epochs', 0)} finished epochs"
-        record["resume_with"] = f"resume={out_dir}" if last.is_file() else None
-    write_json_atomic(
-        out_dir / METRICS_FILE, {**record, "status": status, "reason": reason, "finished_at": time.time()}
-    )
+        reason = f"{err} after {record.get(EPOCHS, 0)} finished epochs"
+        record[RESUME_WITH] = f"resume={out_dir}" if last.is_file() else None
+    write_record(out_dir, {**record, STATUS: status, REASON: reason, FINISHED_AT: time.time()})

@@ -15,10 +15,9 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnistlab.analysis.runs import sweep_statuses
-from mnistlab.core.columns import RANK_BY
+from mnistlab.core.record import HPARAMS, NOT_FAILURES, RANK_BY, REASON, STATUS, TEST_ACC, Status
 
 log = logging.getLogger("mnistlab.sweep")
-NOT_FAILURES = ("pruned", "requeued")
 
 
 def summarize(sweep_dir: Path) -> int:
@@ -33,15 +32,15 @@ def summarize(sweep_dir: Path) -> int:
         log.exception("the sweep report could not be written")
     statuses = sweep_statuses(sweep_dir)
     # a trial a search's pruner stopped, or one queued again after its process died, is not a failure
-    failed = {name: m for name, m in statuses.items() if m.get("status") not in ("completed", *NOT_FAILURES)}
+    failed = {name: m for name, m in statuses.items() if m.get(STATUS) not in (Status.COMPLETED, *NOT_FAILURES)}
     for name, metrics in failed.items():
-        log.error("job %s %s: %s", name, metrics.get("status"), metrics.get("reason", ""))
+        log.error("job %s %s: %s", name, metrics.get(STATUS), metrics.get(REASON, ""))
     best = _best(sweep_dir)
     if best:
         print(best, flush=True)
     if report is not None:
         print(f"report: {report.resolve()}", flush=True)
-    others = {s: sum(m.get("status") == s for m in statuses.values()) for s in NOT_FAILURES}
+    others = {s: sum(m.get(STATUS) == s for m in statuses.values()) for s in NOT_FAILURES}
     completed = len(statuses) - len(failed) - sum(others.values())
     also = "".join(f", {n} {status}" for status, n in others.items() if n)
     print(f"{completed} of {len(statuses)} runs completed{also}, {len(failed)} failed; in {sweep_dir}", flush=True)
@@ -57,7 +56,7 @@ def _best(sweep_dir: Path) -> str | None:
     from mnistlab.core.factors import hparam_name, read_swept, run_label
 
     loaded = load_runs(sweep_dir)
-    runs = [r for r in loaded if r["metrics"].get("status") == "completed" and _has_score(r)]
+    runs = [r for r in loaded if r["metrics"].get(STATUS) == Status.COMPLETED and _has_score(r)]
     if not runs:
         return None
     swept_keys = list(read_swept(sweep_dir) or {})
@@ -69,7 +68,7 @@ def _best(sweep_dir: Path) -> str | None:
     config, replicates, members = found
     best = max(members, key=_score)
     keys = [k for k in swept_keys if hparam_name(k) not in replicates]
-    hparams = best["metrics"].get("hparams", {})
+    hparams = best["metrics"].get(HPARAMS, {})
     label = run_label(best["overrides"], keys) or ",".join(f"{name}={hparams.get(name)}" for name in config)
     mean = statistics.fmean(_score(r) for r in members)
     unit = {("seed",): "seed", ("fold",): "fold"}.get(tuple(replicates), "run")
@@ -87,8 +86,8 @@ def _score(run: dict[str, Any]) -> float:
 
 
 def _scores(run: dict[str, Any]) -> str:
-    test = run["metrics"].get("test/acc")
-    test_text = f", test/acc {test:.4f}" if isinstance(test, int | float) else ""
+    test = run["metrics"].get(TEST_ACC)
+    test_text = f", {TEST_ACC} {test:.4f}" if isinstance(test, int | float) else ""
     return f"{RANK_BY} {_score(run):.4f}{test_text}"
 
 
@@ -108,7 +107,7 @@ def _best_configuration(
         return None
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        hparams = run["metrics"].get("hparams", {})
+        hparams = run["metrics"].get(HPARAMS, {})
         groups.setdefault(repr(tuple(hparams.get(name) for name in factors.config)), []).append(run)
     if max(len(members) for members in groups.values()) < 2:
         return None

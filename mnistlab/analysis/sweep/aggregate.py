@@ -9,15 +9,15 @@ from typing import Any
 
 from mnistlab.analysis.statistics import Comparison, compare_levels, interval, metric_bounds
 from mnistlab.analysis.sweep.factors import MAX_LEVELS, Factors, completed
-from mnistlab.core.columns import RANK_BY
+from mnistlab.core.record import HPARAMS, RANK_BY, TEST_ACC
 
-REPLICATED = (RANK_BY, "test/acc")  # the metrics given per configuration over its seeds or folds
+REPLICATED = (RANK_BY, TEST_ACC)  # the metrics given per configuration over its seeds or folds
 MIN_REGRESSION_RUNS = 10  # fewer points than this: a scatter only, no slope
 
 
 def points(runs: list[dict[str, Any]], metric: str = RANK_BY) -> list[dict[str, Any]]:
     """Each completed run as ``{"x": its HParams row, "y": its metric}``."""
-    return [{"x": r["metrics"]["hparams"], "y": float(r["metrics"][metric])} for r in completed(runs)]
+    return [{"x": r["metrics"][HPARAMS], "y": float(r["metrics"][metric])} for r in completed(runs)]
 
 
 def main_effects(runs: list[dict[str, Any]], factors: list[str], metric: str = RANK_BY) -> dict[str, list[dict]]:
@@ -29,7 +29,7 @@ def main_effects(runs: list[dict[str, Any]], factors: list[str], metric: str = R
     for factor in factors:
         levels: dict[str, tuple[Any, list[float]]] = {}
         for run in completed(runs):
-            level = run["metrics"]["hparams"].get(factor)
+            level = run["metrics"][HPARAMS].get(factor)
             levels.setdefault(repr(level), (level, []))[1].append(float(run["metrics"][metric]))
         if 1 < len(levels) <= MAX_LEVELS:
             effects[factor] = []
@@ -58,7 +58,7 @@ def seed_groups(runs: list[dict[str, Any]], factors: Factors) -> list[dict[str, 
         return []
     groups: dict[str, tuple[tuple, list[dict[str, Any]]]] = {}
     for run in completed(runs):
-        key = tuple(run["metrics"]["hparams"].get(f) for f in factors.config)
+        key = tuple(run["metrics"][HPARAMS].get(f) for f in factors.config)
         groups.setdefault(repr(key), (key, []))[1].append(run["metrics"])
     rows = []
     for key, members in groups.values():
@@ -109,7 +109,7 @@ def continuous_effects(runs: list[dict[str, Any]], factors: Factors, metric: str
         found = [
             (float(value), float(run["metrics"][metric]))
             for run in completed(runs)
-            if isinstance(value := run["metrics"]["hparams"].get(name), int | float) and not isinstance(value, bool)
+            if isinstance(value := run["metrics"][HPARAMS].get(name), int | float) and not isinstance(value, bool)
         ]
         log = factors.scales[name] == "log" and all(x > 0 for x, _ in found)
         entry: dict[str, Any] = {"scale": "log" if log else "linear", "n": len(found), "points": found}

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.analysis.formatting import format_number
-from mnistlab.core.columns import RANK_BY
 from mnistlab.core.factors import hparam_name, read_searched, read_swept
+from mnistlab.core.record import HPARAMS, RANK_BY, STATUS, Status
 
 MAX_LEVELS = 8  # a factor with more distinct values (a searched lr, say) is continuous: no main-effect bars
 REPLICATES = ("seed", "fold")
@@ -19,17 +19,17 @@ def varying_factors(runs: list[dict[str, Any]]) -> list[str]:
     """HParams keys whose value differs between runs, in the order train.py logs them."""
     keys: list[str] = []
     for run in runs:
-        keys += [k for k in run["metrics"].get("hparams", {}) if k not in keys]
+        keys += [k for k in run["metrics"].get(HPARAMS, {}) if k not in keys]
     return [
         k
         for k in keys
-        if len({repr(r["metrics"].get("hparams", {}).get(k)) for r in runs if r["metrics"].get("hparams")}) > 1
+        if len({repr(r["metrics"].get(HPARAMS, {}).get(k)) for r in runs if r["metrics"].get(HPARAMS)}) > 1
     ]
 
 
 def completed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The runs that finished with a score to rank by: the only ones the statistics use."""
-    return [r for r in runs if r["metrics"].get("status") == "completed" and r["metrics"].get(RANK_BY) is not None]
+    return [r for r in runs if r["metrics"].get(STATUS) == Status.COMPLETED and r["metrics"].get(RANK_BY) is not None]
 
 
 class Factors:
@@ -46,7 +46,7 @@ class Factors:
         swept = read_swept(sweep_dir)
         self.relevelled = relevel(runs, swept or {})
         varying = varying_factors(runs)
-        present = {k for r in runs for k in r["metrics"].get("hparams", {})}
+        present = {k for r in runs for k in r["metrics"].get(HPARAMS, {})}
         # a sweep from before sweep.json: whatever differs
         names = varying if swept is None else [n for n in dict.fromkeys(hparam_name(k) for k in swept) if n in present]
         self.names = names
@@ -72,7 +72,7 @@ class Factors:
             return True
         counts: dict[str, int] = {}
         for run in done:
-            level = repr(run["metrics"]["hparams"].get(name))
+            level = repr(run["metrics"][HPARAMS].get(name))
             counts[level] = counts.get(level, 0) + 1
         return len(counts) > 1 and min(counts.values()) >= 2
 
@@ -110,12 +110,12 @@ def relevel(runs: list[dict[str, Any]], swept: dict[str, list[Any]]) -> list[str
         name = hparam_name(key)
         recorded: dict[Any, set[str]] = {}
         for run in runs:
-            value, hparams = _override_value(run["overrides"], key), run["metrics"].get("hparams")
+            value, hparams = _override_value(run["overrides"], key), run["metrics"].get(HPARAMS)
             if value is not None and isinstance(hparams, dict) and name in hparams:
                 recorded.setdefault(repr(hparams[name]), set()).add(repr(_as_level(value)))
         if any(len(levels) > 1 for levels in recorded.values()):
             for run in runs:
-                value, hparams = _override_value(run["overrides"], key), run["metrics"].get("hparams")
+                value, hparams = _override_value(run["overrides"], key), run["metrics"].get(HPARAMS)
                 if value is not None and isinstance(hparams, dict):
                     hparams[name] = _as_level(value)
             fixed.append(name)
@@ -125,7 +125,7 @@ def relevel(runs: list[dict[str, Any]], swept: dict[str, list[Any]]) -> list[str
 def scale(done: list[dict[str, Any]], name: str, declared: dict[str, Any] | None) -> str | None:
     """``"log"`` or ``"linear"`` for a factor searched over a range (declared so, or numeric with more distinct
     values than a grid would have); None for a factor with levels."""
-    values = [run["metrics"]["hparams"].get(name) for run in done]
+    values = [run["metrics"][HPARAMS].get(name) for run in done]
     numbers = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
     if declared is None and (len(numbers) < len(values) or len(set(numbers)) <= MAX_LEVELS):
         return None
@@ -138,7 +138,7 @@ def _determines(runs: list[dict[str, Any]], factor: str, other: str) -> bool:
     """Each level of ``factor`` comes with one value of ``other`` (it came with the preset, not on its own)."""
     seen: dict[str, str] = {}
     for run in runs:
-        hp = run["metrics"]["hparams"]
+        hp = run["metrics"][HPARAMS]
         level, value = repr(hp.get(factor)), repr(hp.get(other))
         if seen.setdefault(level, value) != value:
             return False

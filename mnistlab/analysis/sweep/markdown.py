@@ -10,7 +10,7 @@ from mnistlab.analysis.formatting import MISSING, format_number, markdown_table
 from mnistlab.analysis.statistics import CLIPPED, CLIPPED_NOTE, NO_INTERVAL_NOTE, Comparison, Estimate, verdict
 from mnistlab.analysis.sweep.aggregate import MIN_REGRESSION_RUNS, REPLICATED
 from mnistlab.analysis.sweep.factors import Factors
-from mnistlab.core.columns import RANK_BY, TITLES
+from mnistlab.core.record import HPARAMS, NOT_FAILURES, RANK_BY, REASON, STATUS, TITLES, Status
 
 
 def summary(
@@ -47,12 +47,12 @@ def summary(
 
 def _others(not_completed: list[dict[str, Any]]) -> str:
     """``, 2 failed`` — or, for a search, ``, 1 failed, 3 pruned, 1 requeued``."""
-    counts: dict[str, int] = {"failed": 0}
+    counts: dict[str, int] = {Status.FAILED: 0}
     for run in not_completed:
-        status = str(run["metrics"].get("status"))
-        status = status if status in ("pruned", "requeued") else "failed"
+        status = run["metrics"].get(STATUS)
+        status = status if status in NOT_FAILURES else Status.FAILED
         counts[status] = counts.get(status, 0) + 1
-    return "".join(f", {n} {status}" for status, n in counts.items() if n or status == "failed")
+    return "".join(f", {n} {status}" for status, n in counts.items() if n or status == Status.FAILED)
 
 
 def ranking(ranked: list[dict[str, Any]], factors: Factors, columns: list[tuple[str, str]]) -> list[str]:
@@ -62,7 +62,7 @@ def ranking(ranked: list[dict[str, Any]], factors: Factors, columns: list[tuple[
         [
             str(rank),
             run["job"],
-            *(factors.cell(run["metrics"]["hparams"], f) for f in factors.names),
+            *(factors.cell(run["metrics"][HPARAMS], f) for f in factors.names),
             *(format_number(run["metrics"].get(k)) for k, _ in columns),
         ]
         for rank, run in enumerate(ranked, start=1)
@@ -75,7 +75,7 @@ def not_completed(failed: list[dict[str, Any]]) -> list[str]:
     if not failed:
         return []
     rows = [
-        [r["job"], str(r["metrics"].get("status")), " ".join(r["overrides"]), str(r["metrics"].get("reason", ""))]
+        [r["job"], str(r["metrics"].get(STATUS)), " ".join(r["overrides"]), str(r["metrics"].get(REASON, ""))]
         for r in failed
     ]
     return ["", "## Runs not completed", "", *markdown_table(["job", "status", "overrides", "reason"], rows)]

@@ -8,8 +8,8 @@ from typing import Any
 from mnistlab.analysis.figures import pyplot, save_figure
 from mnistlab.analysis.formatting import format_number
 from mnistlab.analysis.sweep.factors import Factors, completed
-from mnistlab.core.columns import RANK_BY
 from mnistlab.core.factors import run_label
+from mnistlab.core.record import HPARAMS, RANK_BY, VAL_ACC, VAL_CURVE
 
 
 def write_plots(
@@ -24,7 +24,7 @@ def write_plots(
     if cross is not None:
         _plot_interaction(sweep_dir / "interaction.png", cross)
         written.append(("Interaction", "interaction.png"))
-    curves = [r for r in ranked if r["metrics"].get("val_curve")][:5]
+    curves = [r for r in ranked if r["metrics"].get(VAL_CURVE)][:5]
     if curves:
         _plot_val_curves(sweep_dir / "val_curves.png", curves, factors)
         written.append(("Validation curves of the top runs", "val_curves.png"))
@@ -77,11 +77,11 @@ def _plot_val_curves(path: Path, curves: list[dict[str, Any]], factors: Factors)
     plt = pyplot()
     figure, ax = plt.subplots(figsize=(7, 4.2))
     for run in curves:
-        curve = run["metrics"]["val_curve"]
+        curve = run["metrics"][VAL_CURVE]
         name = run_label(run["overrides"], factors.swept_keys) or f"job {run['job']}"
         ax.plot(range(1, len(curve) + 1), curve, marker="o", label=f"{name} (job {run['job']})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("val/acc")
+    ax.set_ylabel(VAL_ACC)
     ax.legend(fontsize=9)
     ax.set_title("validation accuracy of the top runs")
     figure.tight_layout()
@@ -99,14 +99,14 @@ def plot_continuous(path: Path, effects: dict[str, dict], runs: list[dict[str, A
     for ax, (name, effect) in zip(axes.flat, effects.items(), strict=True):
         groups: dict[str, list[tuple[float, float]]] = {}
         for run in done:
-            value = run["metrics"]["hparams"].get(name)
+            value = run["metrics"][HPARAMS].get(name)
             if isinstance(value, int | float) and not isinstance(value, bool):
-                key = format_number(run["metrics"]["hparams"].get(hue)) if hue else "run"
+                key = format_number(run["metrics"][HPARAMS].get(hue)) if hue else "run"
                 groups.setdefault(key, []).append((float(value), float(run["metrics"][RANK_BY])))
         for key, found in sorted(groups.items()):
             ax.plot(*zip(*found, strict=True), "o", alpha=0.8, label=f"{hue}={key}" if hue else None)
-        if best is not None and isinstance(best["metrics"]["hparams"].get(name), int | float):
-            ax.plot([best["metrics"]["hparams"][name]], [best["metrics"][RANK_BY]], "*", ms=14, color="gold", mec="k")
+        if best is not None and isinstance(best["metrics"][HPARAMS].get(name), int | float):
+            ax.plot([best["metrics"][HPARAMS][name]], [best["metrics"][RANK_BY]], "*", ms=14, color="gold", mec="k")
         if effect["scale"] == "log":
             ax.set_xscale("log")
         ax.set_xlabel(name)

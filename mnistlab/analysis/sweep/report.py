@@ -3,7 +3,6 @@ and by ``mnistlab-report``."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,9 @@ from mnistlab.analysis.sweep import aggregate, markdown
 from mnistlab.analysis.sweep.factors import Factors, completed
 from mnistlab.analysis.sweep.plots import plot_continuous, write_plots
 from mnistlab.analysis.sweep.search import search_section
-from mnistlab.core.columns import METRICS, RANK_BY
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.files import write_csv_atomic, write_text_atomic
+from mnistlab.core.record import HPARAMS, METRICS, RANK_BY, REASON, STATUS
 
 
 def report_columns(runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -58,7 +58,7 @@ def write_report(sweep_dir: Path) -> Path:
     for title, name in write_plots(sweep_dir, effects, ranked, cross, factors):
         lines += ["", f"## {title}", "", f"![{title}]({name})"]
     report = sweep_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n")
+    write_text_atomic(report, "\n".join(lines) + "\n")
     return report
 
 
@@ -103,16 +103,13 @@ def provenance_warnings(sweep_dir: Path, runs: list[dict[str, Any]]) -> list[str
 
 def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list[str], columns: list) -> None:
     """One row per run, completed ones ranked first: its status, factors, metric columns and failure reason."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"])
-        for rank, run in enumerate(ranked + failed, start=1):
-            m = run["metrics"]
-            hparams = [m.get("hparams", {}).get(f) for f in factors]
-            values = [m.get(k) for k, _ in columns]
-            writer.writerow(
-                [rank if run in ranked else "", run["job"], m.get("status"), *hparams, *values, m.get("reason", "")]
-            )
+    rows = []
+    for rank, run in enumerate(ranked + failed, start=1):
+        m = run["metrics"]
+        hparams = [m.get(HPARAMS, {}).get(f) for f in factors]
+        values = [m.get(k) for k, _ in columns]
+        rows.append([rank if run in ranked else "", run["job"], m.get(STATUS), *hparams, *values, m.get(REASON, "")])
+    write_csv_atomic(path, ["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"], rows)
 
 
 def check_sweep_dir(sweep_dir: Path) -> Path:

@@ -48,7 +48,7 @@ def search_section(sweep_dir: Path) -> list[str]:
             "",
             f"Best trial {best.get('number')} ({format_number(best.get('value'))}); to train it again:",
             "",
-            f"    {best.get('command')}",
+            "    " + str(best.get("command")).replace("\r", " ").replace("\n", " "),  # one code line, always
         ]
     lines += _importance_lines(search)
     odd = [t for t in trials if t.get("state") in ("PRUNED", "FAIL")]

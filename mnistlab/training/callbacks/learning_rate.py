@@ -7,6 +7,8 @@ from typing import Any
 
 import lightning as L
 
+from mnistlab.core.record import TRAIN_LR
+
 
 class LearningRate(L.Callback):
     def __init__(self, logging_interval: str = "epoch") -> None:
@@ -19,7 +21,7 @@ class LearningRate(L.Callback):
             return
         lr = float(trainer.optimizers[0].param_groups[0]["lr"])
         for logger in trainer.loggers:
-            logger.log_metrics({"train/lr": lr}, step=trainer.global_step)
+            logger.log_metrics({TRAIN_LR: lr}, step=trainer.global_step)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self.logging_interval == "epoch":

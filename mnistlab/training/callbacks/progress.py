@@ -11,6 +11,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from mnistlab.core.record import TRAIN, VAL
+
 log = logging.getLogger("mnistlab.progress")
 
 
@@ -61,13 +63,13 @@ class RunProgressBar(TQDMProgressBar):
             self._drawn_at = time.monotonic()
             total = self.total_train_batches
             of = f"/{total}" if isinstance(total, int) else ""
-            log.info("%s: batch %d%s%s", self._epoch(trainer), batch_idx + 1, of, self._metrics(trainer, "train/"))
+            log.info("%s: batch %d%s%s", self._epoch(trainer), batch_idx + 1, of, self._metrics(trainer, TRAIN))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         super().on_train_epoch_end(trainer, pl_module)
         if self.plain:  # validation has run: this epoch's val/* are in
             seconds = time.monotonic() - self._epoch_started
-            log.info("%s: %s (%.1f s)", self._epoch(trainer), self._metrics(trainer, "val/").lstrip(", "), seconds)
+            log.info("%s: %s (%.1f s)", self._epoch(trainer), self._metrics(trainer, VAL).lstrip(", "), seconds)
 
     @staticmethod
     def _metrics(trainer: Any, prefix: str) -> str:

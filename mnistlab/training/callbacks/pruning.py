@@ -8,10 +8,11 @@ from typing import Any
 import lightning as L
 
 from mnistlab.core.errors import TrialPruned
+from mnistlab.core.record import MONITOR
 
 
 class OptunaPruning(L.Callback):
-    def __init__(self, storage: str, study: str, trial: int, monitor: str = "val/acc", pruner: Any = None) -> None:
+    def __init__(self, storage: str, study: str, trial: int, monitor: str = MONITOR, pruner: Any = None) -> None:
         import optuna
 
         from mnistlab.search.sweeper import make_pruner

@@ -1,5 +1,6 @@
 """Stores the run's resolved config inside every checkpoint, so a checkpoint alone can be re-tested (its
-``data`` section is read back as plain values; the rest is a record of the run)."""
+``data`` section is read back as plain values; the rest is a record of the run), with the checkpoint's format
+and the mnistlab version that wrote it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import lightning as L
 
-from mnistlab.tasks.checkpoint import RUN_CONFIG_KEY
+from mnistlab.core.compat import CHECKPOINT_VERSION, RUN_CONFIG_KEY
+from mnistlab.core.record import FORMAT
 
 
 class StoreRunConfig(L.Callback):
@@ -17,4 +19,4 @@ class StoreRunConfig(L.Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         from mnistlab import __version__
 
-        checkpoint[RUN_CONFIG_KEY] = {"config": self.config, "version": __version__}
+        checkpoint[RUN_CONFIG_KEY] = {"config": self.config, "version": __version__, FORMAT: CHECKPOINT_VERSION}

@@ -10,6 +10,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from mnistlab.core.record import EPOCHS, PEAK_MEMORY_MB, TIME_PER_EPOCH_S, TRAIN_TIME_S
+
 STATUS = Path("/proc/self/status")
 
 
@@ -67,9 +69,9 @@ class RunStats(L.Callback):
     def summary(self, device: torch.device) -> dict[str, float | int | str]:
         peak_mb, measures = peak_memory(device, self._rss_reset)
         return {
-            "epochs": self.epochs,
-            "train_time_s": round(self.train_time_s, 3),
-            "time_per_epoch_s": round(self.train_time_s / self._epochs_timed, 3) if self._epochs_timed else None,
-            "peak_memory_mb": round(peak_mb, 1),
+            EPOCHS: self.epochs,
+            TRAIN_TIME_S: round(self.train_time_s, 3),
+            TIME_PER_EPOCH_S: round(self.train_time_s / self._epochs_timed, 3) if self._epochs_timed else None,
+            PEAK_MEMORY_MB: round(peak_mb, 1),
             "peak_memory": measures,
         }
