@@ -12,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mnistlab.core.record import FORMAT, RECORD_VERSION
-
 # the checkpoint entry that holds the run's resolved config and the checkpoint's format
 RUN_CONFIG_KEY = "mnistlab"
 # the format of the checkpoints written today; a checkpoint whose entry has no ``format`` is version 1
+FORMAT = "format"  # the key of a record's or a checkpoint's format version
+RECORD_VERSION = 2  # metrics.json (core/record.py writes it)
 CHECKPOINT_VERSION = 2
 
 

@@ -148,8 +148,6 @@ def prepare_train_overrides(argv: list[str]) -> list[str]:
     """What ``mnistlab-train`` checks on its raw command line before Hydra composes anything (another writer
     in the run or sweep dir, ``resume=`` expanded, unknown presets, missing extras); ``argv[0]`` is the program.
     """
-    from mnistlab.core.rerun import expand_rerun
-
     refuse_busy_dirs(argv[1:])
     argv = expand_rerun(expand_resume(argv))
     check_group_choices(argv[1:])
@@ -290,6 +288,25 @@ def expand_resume(argv: list[str]) -> list[str]:
         keep_run_config(run_dir)  # refuse_busy_dirs has made sure no other process writes there
     run = run_dir.resolve()
     return [argv[0], *saved, *new, f"resume={run}", f"ckpt_path={last.resolve()}", f"hydra.run.dir={run}"]
+
+
+RERUN_DROPPED = ("resume=", "rerun=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
+
+
+def expand_rerun(argv: list[str]) -> list[str]:
+    """``rerun=<run dir>`` → the run's replayable overrides, then the new ones, then ``rerun=<resolved dir>``
+    (the pipeline compares provenance against it); a new run dir, as for any run."""
+    given = [a for a in argv[1:] if a.startswith("rerun=")]
+    if not given:
+        return argv
+    if any(a.startswith("resume=") for a in argv[1:]):
+        raise ConfigError("give resume=<run dir> (continue it in place) or rerun=<run dir> (train it again), not both")
+    run_dir = Path(given[-1].partition("=")[2]).expanduser()
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        raise ConfigError(f"rerun={run_dir} is not a run dir (no .hydra/overrides.yaml)")
+    saved = [*recipe_pins(run_dir), *(o for o in saved_overrides(run_dir) if not o.startswith(RERUN_DROPPED))]
+    new = [a for a in argv[1:] if not a.startswith("rerun=")]
+    return [argv[0], *saved, *new, f"rerun={run_dir.resolve()}"]
 
 
 def keep_run_config(run_dir: Path) -> None:

@@ -93,13 +93,6 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     atomic_write(path, lambda f: f.write((to_json(data) + "\n").encode()))
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """A run's metrics.json: :func:`mnistlab.core.record.read_record`, under the name callers knew it by."""
-    from mnistlab.core.record import read_record
-
-    return read_record(run_dir)
-
-
 def is_rank_zero() -> bool:
     """Whether this process is the one Lightning will make global rank 0 (from the variables it reads): only
     rank 0 writes run files. Read here, without Lightning, so that a typo fails in half a second."""

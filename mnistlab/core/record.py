@@ -14,11 +14,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from mnistlab.core.compat import FORMAT, RECORD_VERSION
 from mnistlab.core.files import write_json_atomic
 
 METRICS_FILE = "metrics.json"
 # the format of the record written today; records without a ``format`` key are version 1
-RECORD_VERSION = 2
 
 
 class Status(StrEnum):
@@ -38,7 +38,6 @@ class Status(StrEnum):
 NOT_FAILURES: tuple[Status, ...] = (Status.PRUNED, Status.REQUEUED)
 
 # the keys of a record besides its metrics
-FORMAT = "format"
 STATUS = "status"
 REASON = "reason"  # why a run is not completed
 HPARAMS = "hparams"  # the HParams row (core/columns.py)
@@ -123,6 +122,9 @@ def not_completed(status: Status, reason: str, **extra: Any) -> dict[str, Any]:
     return {STATUS: status, REASON: reason, **extra}
 
 
+MAX_RECORD_BYTES = 16_000_000  # a record is a few KB; a huge one is not read whole
+
+
 def write_record(run_dir: Path, record: dict[str, Any]) -> None:
     """``record`` as the run dir's metrics.json (atomically), stamped with today's format."""
     write_json_atomic(Path(run_dir) / METRICS_FILE, {FORMAT: RECORD_VERSION, **_without(record, FORMAT)})
@@ -138,6 +140,8 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            return not_completed(Status.UNREADABLE, f"{path} is larger than a run record can be")
         record = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         return not_completed(Status.UNREADABLE, f"{path} is not readable JSON ({type(err).__name__})")

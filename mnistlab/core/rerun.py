@@ -1,4 +1,4 @@
-"""``rerun=<run dir>``: a recorded run's config trained again into a new run dir, and what differs from then.
+"""``rerun=<run dir>`` (expanded by ``core.config.expand_rerun``): what differs between a recorded run and now.
 
 The run dir is data: only the overrides a resume would replay are taken from it (mnistlab's own keys, never code,
 paths or Hydra settings), with the recipe its config recorded; the new run's own overrides come after them.
@@ -6,30 +6,7 @@ paths or Hydra settings), with the recipe its config recorded; the new run's own
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-from mnistlab.core.errors import ConfigError
-
-DROPPED = ("resume=", "rerun=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
-
-
-def expand_rerun(argv: list[str]) -> list[str]:
-    """``rerun=<run dir>`` → the run's replayable overrides, then the new ones, then ``rerun=<resolved dir>``
-    (the pipeline compares provenance against it); a new run dir, as for any run."""
-    from mnistlab.core.config import recipe_pins, saved_overrides
-
-    given = [a for a in argv[1:] if a.startswith("rerun=")]
-    if not given:
-        return argv
-    if any(a.startswith("resume=") for a in argv[1:]):
-        raise ConfigError("give resume=<run dir> (continue it in place) or rerun=<run dir> (train it again), not both")
-    run_dir = Path(given[-1].partition("=")[2]).expanduser()
-    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
-        raise ConfigError(f"rerun={run_dir} is not a run dir (no .hydra/overrides.yaml)")
-    saved = [*recipe_pins(run_dir), *(o for o in saved_overrides(run_dir) if not o.startswith(DROPPED))]
-    new = [a for a in argv[1:] if not a.startswith("rerun=")]
-    return [argv[0], *saved, *new, f"rerun={run_dir.resolve()}"]
 
 
 def provenance_changes(
