@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import mnistlab.core.factors  # noqa: F401  (registers the run-name resolvers of the logger configs)
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides, refuse_busy_dirs
 
 

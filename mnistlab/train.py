@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import mnistlab.core.factors  # noqa: F401  (registers the run-name resolvers of the logger configs)
 from mnistlab.api import callable_command
 from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides

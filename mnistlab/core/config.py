@@ -16,7 +16,6 @@ from omegaconf import OmegaConf
 from mnistlab.core.compat import RECIPE_BEFORE, RENAMED_OVERRIDES
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
-from mnistlab.core.factors import current_run_label
 from mnistlab.core.files import dir_busy, is_rank_zero
 
 # The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
@@ -68,31 +67,6 @@ BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not starte
 for _name in ("mnistlab_cwd", "mnistlab_root"):
     if not OmegaConf.has_resolver(_name):
         OmegaConf.register_new_resolver(_name, lambda: str(Path.cwd()))
-# logger.tensorboard.version: a sweep job's TensorBoard run is named by its swept choices (optim=adam,…)
-if not OmegaConf.has_resolver("mnistlab_run_label"):
-    OmegaConf.register_new_resolver("mnistlab_run_label", current_run_label)
-
-
-def current_run_name() -> str | None:
-    """The name of the job being composed in a tracker that holds many runs (logger.mlflow.run_name): its swept
-    choices in a sweep (``optim=sgd,seed=1``; TensorBoard's run name too), else its run dir's name
-    (``09-30-00-123456``; a sweep job whose choices are unknown: ``<sweep dir name>/<job>``); None outside a
-    Hydra job (the tracker picks one)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized():
-        return None
-    label = current_run_label()
-    hydra = HydraConfig.get()
-    run_dir = Path(hydra.runtime.output_dir)
-    if label:  # a resumed sweep job, run on its own, keeps its choices too
-        return label
-    return f"{Path(hydra.sweep.dir).name}/{run_dir.name}" if hydra.mode == RunMode.MULTIRUN else run_dir.name
-
-
-if not OmegaConf.has_resolver("mnistlab_run_name"):
-    OmegaConf.register_new_resolver("mnistlab_run_name", current_run_name)
 
 
 def config_groups_help() -> str:

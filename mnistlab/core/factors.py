@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from mnistlab.core.columns import HPARAM_OF
 from mnistlab.core.files import write_json_atomic
 
@@ -153,3 +155,27 @@ def current_run_label() -> str:
         if len(earlier) == 1:
             return earlier[0]
     return ""
+
+
+def current_run_name() -> str | None:
+    """The name of the job being composed in a tracker that holds many runs (logger.mlflow.run_name): its swept
+    choices in a sweep (``optim=sgd,seed=1``; TensorBoard's run name too), else its run dir's name
+    (``09-30-00-123456``; a sweep job whose choices are unknown: ``<sweep dir name>/<job>``); None outside a
+    Hydra job (the tracker picks one)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    label = current_run_label()
+    hydra = HydraConfig.get()
+    run_dir = Path(hydra.runtime.output_dir)
+    if label:  # a resumed sweep job, run on its own, keeps its choices too
+        return label
+    return f"{Path(hydra.sweep.dir).name}/{run_dir.name}" if hydra.mode == RunMode.MULTIRUN else run_dir.name
+
+
+# the logger configs name their runs through these (logger.tensorboard.version, logger.mlflow.run_name)
+for _name, _resolver in (("mnistlab_run_label", current_run_label), ("mnistlab_run_name", current_run_name)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)

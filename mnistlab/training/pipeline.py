@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+import mnistlab.core.factors  # noqa: F401  (registers the run-name resolvers of the logger configs)
 from mnistlab.core.config import build, build_all, settle_run_config, to_plain
 from mnistlab.core.errors import first_line, user_error
 from mnistlab.core.fields import validate
@@ -21,7 +22,6 @@ from mnistlab.core.record import (
     EPOCHS,
     FINISHED_AT,
     HPARAMS,
-    MONITOR,
     RANK_BY,
     REASON,
     RESUME_WITH,
@@ -59,19 +59,6 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         from lightning.pytorch.callbacks import ProgressBar
 
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    search = cfg.get("search") or {}
-    if search.get("trial") is not None:  # a trial of hparams_search: its epochs go to the study's pruner
-        from hydra.core.hydra_config import HydraConfig
-
-        from mnistlab.search.sweeper import study_url
-        from mnistlab.training.callbacks import OptunaPruning
-
-        hydra = HydraConfig.get()  # the sweep's own settings: its study, and the pruner (not stored in the study)
-        sweeper = hydra.sweeper
-        storage = study_url(sweeper.get("storage"), Path(hydra.sweep.dir))
-        monitor = search.get("monitor") or MONITOR
-        pruner = to_plain(sweeper.get("pruner"))
-        callbacks.append(OptunaPruning(storage, sweeper.get("study_name", "mnistlab"), search.trial, monitor, pruner))
     if cfg.ema.decay is not None:  # first: the callbacks after it (diagnostics, checkpoints) see the average
         from mnistlab.training.callbacks import WeightAverage
 

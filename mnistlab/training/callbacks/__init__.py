@@ -16,7 +16,6 @@ _WHERE = {
     "RunStats": "run_stats",
     "RunProgressBar": "progress",
     "LearningRate": "learning_rate",
-    "OptunaPruning": "pruning",
     "RunCheckpoint": "checkpoint",
     "WeightAverage": "weight_average",
 }
