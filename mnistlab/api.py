@@ -105,7 +105,7 @@ def sweep(overrides: Sequence[str] = ()) -> dict[str, Any]:
 def evaluate(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """``mnistlab-evaluate *overrides`` (``ckpt_path=…`` is required): the test metrics, the report written
     into a new run dir (``run_dir``)."""
-    from mnistlab.training.evaluate import evaluate_checkpoint
+    from mnistlab.training.retest import evaluate_checkpoint
 
     refuse_busy_dirs(list(overrides))
     job = _hydra("evaluate", evaluate_checkpoint, overrides)

@@ -17,7 +17,7 @@ callable_command(__name__)  # `from mnistlab import evaluate` is also the Python
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="evaluate")
 def main(cfg: DictConfig) -> None:
-    from mnistlab.training.evaluate import evaluate_checkpoint
+    from mnistlab.training.retest import evaluate_checkpoint
 
     run_command(lambda: evaluate_checkpoint(cfg))
 

@@ -11,12 +11,14 @@ import pytest
 pytest.importorskip("fastapi", reason="the [serve] extra is not installed")
 
 import torch
-from conftest import run_cli, write_checkpoint
 from fastapi.testclient import TestClient
+from helpers.cli import run_cli
+from helpers.data import write_checkpoint
+from helpers.images import png_bytes, png_claiming, seven
+from helpers.inprocess import run_command
 from PIL import Image
-from test_preprocess import png_bytes, png_claiming, seven
 
-from mnistlab.serving.api import MB, create_app
+from mnistlab.serving.http_app import MB, create_app
 from mnistlab.serving.inference import Predictor, load_inference_model
 from mnistlab.serving.preprocess import open_image
 
@@ -153,11 +155,13 @@ def test_permuted_pixel_checkpoints_apply_their_permutation(tmp_path):
         torch.testing.assert_close(model(images), expected)
 
 
-def test_export_onnx_and_torchscript_agree_with_the_checkpoint(checkpoint, predictor, tmp_path):
+def test_export_onnx_and_torchscript_agree_with_the_checkpoint(checkpoint, predictor, tmp_path, monkeypatch, capsys):
+    """mnistlab-export in this process (the command's own process: tests/test_catalogue.py)."""
     pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
-    result = run_cli("mnistlab.export", f"ckpt_path={checkpoint}", f"output={tmp_path / 'model.onnx'}", cwd=tmp_path)
-    assert "max |Δp| vs the checkpoint on 8 images" in result.stdout
-    run_cli("mnistlab.export", f"ckpt_path={checkpoint}", "format=torchscript", cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    run_command("export", [f"ckpt_path={checkpoint}", f"output={tmp_path / 'model.onnx'}"])
+    assert "max |Δp| vs the checkpoint on 8 images" in capsys.readouterr().out
+    run_command("export", [f"ckpt_path={checkpoint}", "format=torchscript"])
     scripted = checkpoint.with_name("best.torchscript.pt")
     assert scripted.is_file() and not list(tmp_path.glob(".*tmp"))
     onnx_predictor = Predictor(backend="onnx", onnx_path=str(tmp_path / "model.onnx"))
@@ -178,18 +182,17 @@ def test_export_onnx_and_torchscript_agree_with_the_checkpoint(checkpoint, predi
     assert onnx_client.get("/health").json()["backend"] == "onnx"
 
 
-def test_export_errors_are_one_line(checkpoint, tmp_path):
-    result = run_cli("mnistlab.export", f"ckpt_path={checkpoint}", "format=tflite", check=False)
-    assert result.returncode == 2 and result.stderr.strip() == "error: format='tflite' is not one of onnx, torchscript"
-    result = run_cli("mnistlab.serve", "backend=onnx", f"onnx_path={tmp_path / 'no.onnx'}", check=False)
-    assert (
-        result.returncode == 2 and "no.onnx does not exist: write it with `python -m mnistlab.export" in result.stderr
+def test_export_errors_are_one_line(checkpoint, command_error, tmp_path):
+    """In this process (the exit status and stderr of the real commands: tests/test_catalogue.py)."""
+    assert command_error("export", f"ckpt_path={checkpoint}", "format=tflite") == (
+        "format='tflite' is not one of onnx, torchscript"
     )
-    result = run_cli("mnistlab.serve", check=False)
-    assert result.returncode == 2 and result.stderr.startswith("error: ckpt_path is required")
+    message = command_error("serve", "backend=onnx", f"onnx_path={tmp_path / 'no.onnx'}")
+    assert "no.onnx does not exist: write it with `python -m mnistlab.export" in message
+    assert command_error("serve").startswith("ckpt_path is required")
 
 
-def test_predict_cli_text_and_json(checkpoint, predictor, tmp_path):
+def test_predict_cli_text_and_json(checkpoint, predictor, tmp_path, command_error):
     digits = tmp_path / "digits"
     (digits / "more").mkdir(parents=True)
     (digits / "a.png").write_bytes(png_bytes(seven()))
@@ -216,8 +219,7 @@ def test_predict_cli_text_and_json(checkpoint, predictor, tmp_path):
     assert text.stdout.strip() == f"{single}  {expected.label}  ({top})"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["digits", "single.png"]  # nothing written to disk
 
-    missing = run_cli("mnistlab.predict", f"ckpt_path={checkpoint}", "inputs=[nowhere/]", check=False)
-    assert missing.returncode == 2 and "nowhere/ does not exist" in missing.stderr
+    assert "nowhere/ does not exist" in command_error("predict", f"ckpt_path={checkpoint}", "inputs=[nowhere/]")
 
 
 def test_a_drawing_in_an_rgba_png_is_read_like_the_canvas_sends_it(client):

@@ -1,4 +1,4 @@
-"""The HTTP API and the drawing page (``mnistlab.serving.api``) served by uvicorn; the model is loaded once,
+"""The HTTP API and the drawing page (``mnistlab.serving.http_app``) served by uvicorn; the model is loaded once,
 before the port opens."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ def build_app(cfg: DictConfig):  # -> fastapi.FastAPI
     require("mnistlab-serve", "fastapi", "uvicorn", "multipart", "fastapi_offline")
     import torch
 
-    from mnistlab.serving.api import MB, create_app
+    from mnistlab.serving.http_app import MB, create_app
     from mnistlab.serving.inference import Predictor
 
     torch.set_num_threads(int(cfg.threads))

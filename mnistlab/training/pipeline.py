@@ -235,7 +235,7 @@ def _relative(path: str | None, folder: Path) -> str | None:
 def test(run: Run, best: str | None, record: dict[str, Any]) -> None:
     """Test the best checkpoint; write the run report on rank 0."""
     from mnistlab.analysis.figures import tensorboard_writers
-    from mnistlab.training.evaluate import write_test_report
+    from mnistlab.training.retest import write_test_report
 
     start = time.perf_counter()
     (metrics,) = run.trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best, weights_only=True)
