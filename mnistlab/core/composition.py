@@ -53,7 +53,7 @@ def dotted_keys(node: Any, prefix: str = "") -> list[str]:
     keys: list[str] = []
     if isinstance(node, DictConfig):
         for key in node:
-            path = f"{prefix}{key}"
+            path = f"{prefix}{key!s}"
             if path == "hydra":
                 continue
             keys.append(path)
@@ -80,12 +80,27 @@ def _groups(cfg: Any) -> list[str]:
     return sorted(g for g in choices if g != "hydra" and not str(g).startswith("hydra/"))
 
 
+def _our_error(err: BaseException | None) -> BaseException | None:
+    """The first of mnistlab's own user errors in ``err``'s chain of causes, or None."""
+    from mnistlab.core.errors import MnistlabError
+
+    seen = 0
+    while err is not None and seen < 20:
+        if isinstance(err, MnistlabError):
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
 def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> str | None:
     """One line for a Hydra composition error of ``config_name`` composed with ``overrides``, naming the closest
     valid key or option; None when ``err`` is not one."""
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
+    ours = _our_error(err)
+    if ours is not None:  # our own one-line error, raised inside Hydra (the sweeper's settings, say)
+        return first_line(ours)
     if not isinstance(err, ConfigCompositionException | OverrideParseException):
         return None
     text = str(err)

@@ -40,6 +40,7 @@ class Param:
     def suggest(self, trial: Any) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(self.key, self.choices)
+        assert self.low is not None and self.high is not None  # a numeric Param always has its range
         if self.type == "int":
             return trial.suggest_int(self.key, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)
@@ -73,6 +74,7 @@ def _from_override(override: Any) -> Param:
     key, sweep = override.key_or_group, override.value()
     if isinstance(sweep, IntervalSweep):
         kind = "int" if isinstance(sweep.start, int) and isinstance(sweep.end, int) else "float"
+        assert sweep.start is not None and sweep.end is not None  # interval(start, end) needs both
         return Param(key, kind, float(sweep.start), float(sweep.end), log="log" in (sweep.tags or set()))
     if isinstance(sweep, RangeSweep | ChoiceSweep):
         return Param(key, "categorical", choices=list(override.sweep_iterator()))
@@ -85,15 +87,26 @@ def parse_space(params: dict[str, Any] | None, arguments: list[str]) -> tuple[li
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     space = {key: _param(key, spec) for key, spec in (params or {}).items()}
-    fixed = []
+    fixed: list[str] = []
     for override in OverridesParser.create().parse_overrides(arguments):
         if override.is_sweep_override():
             space[override.key_or_group] = _from_override(override)
         else:
+            assert override.input_line is not None  # set for every override parsed from a string
             fixed.append(override.input_line)
             space.pop(override.key_or_group, None)  # a value given on the command line is not searched
     if not space:
         raise ConfigError("the search space is empty: declare hydra.sweeper.params or sweep a key (a=1,2)")
+    given = {line.partition("=")[0].lstrip("+~"): line.partition("=")[2] for line in fixed}
+    for key, param in list(space.items()):
+        for parent in [k for k in param.when if k not in space and k in given]:
+            # its parent is fixed on the command line: searched always when the fixed value meets the condition,
+            # never otherwise (optim=adamw leaves out the momentum of sgd_momentum)
+            if given[parent] in {str(v) for v in param.when[parent]}:
+                del param.when[parent]
+            else:
+                space.pop(key)
+                break
     for param in space.values():
         missing = [k for k in param.when if k not in space]
         if missing:
