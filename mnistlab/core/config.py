@@ -17,6 +17,7 @@ from mnistlab.core.compat import RECIPE_BEFORE, RENAMED_OVERRIDES
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
 from mnistlab.core.files import dir_busy, is_rank_zero
+from mnistlab.core.readers import read_yaml
 
 # The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
 # composes the same configs as a checkout.
@@ -105,7 +106,7 @@ def to_plain(cfg: Any) -> Any:
 
 
 # presets that need an optional extra: group → choice → the modules it imports
-NEEDS_EXTRA = {
+NEEDS_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
     "hparams_search": {"optuna": ("optuna",)},
     "hydra/launcher": {
         "slurm": ("hydra_plugins.hydra_submitit_launcher",),
@@ -172,7 +173,7 @@ def read_overrides(run_dir: Path) -> list[str]:
     of strings)."""
     overrides_file = Path(run_dir) / ".hydra" / "overrides.yaml"
     try:
-        saved = OmegaConf.to_container(OmegaConf.load(overrides_file), resolve=False)
+        saved = read_yaml(overrides_file)  # plain data: no aliases (a 400-byte file must not expand to billions)
     except Exception as err:
         raise ConfigError(f"{overrides_file} is not readable ({first_line(err)}); restore it from a copy") from None
     if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
@@ -203,7 +204,7 @@ def recipe_pins(run_dir: Path) -> list[str]:
     """Overrides that hold a run to the recipe its ``.hydra/config.yaml`` recorded for ``RECIPE_BEFORE`` (read as
     YAML data: only numbers and null are taken; a value the run lacks is the one it ran with then, if known)."""
     try:
-        config = OmegaConf.to_container(OmegaConf.load(Path(run_dir) / ".hydra" / "config.yaml"), resolve=False)
+        config = read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
     except Exception:  # no readable record: the saved overrides alone
         return []
     pins = []
@@ -219,6 +220,11 @@ def recipe_pins(run_dir: Path) -> list[str]:
     return pins
 
 
+def _short(text: str, limit: int = 200) -> str:
+    """Text from a run dir as a message quotes it: at most ``limit`` characters."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 def saved_overrides(run_dir: Path) -> list[str]:
     """The overrides a run was started with that a resume replays; the others are left out with a note."""
     try:
@@ -230,8 +236,9 @@ def saved_overrides(run_dir: Path) -> list[str]:
         replayed = _replayable(override)
         if replayed is None:
             print(
-                f"note: resume does not replay {override!r} from {run_dir}/.hydra/overrides.yaml (run dirs hold "
-                "values of mnistlab's own keys, not code or paths); pass it again on the command line to keep it",
+                f"note: resume does not replay {_short(override)!r} from {run_dir}/.hydra/overrides.yaml "
+                "(run dirs hold values of mnistlab's own keys, not code or paths); pass it again on the command line "
+                "to keep it",
                 file=sys.stderr,
             )
         else:

@@ -109,7 +109,7 @@ def run_command(action: Callable[[], T]) -> T:
         where = f"{err.filename}: " if err.filename else ""
         exit_with(f"{where}{err.strerror or first_line(err)}")
     except Exception as raised:
-        err = user_error(raised)
-        if err is None:
+        message = user_error(raised)
+        if message is None:
             raise
-        exit_with(err)
+        exit_with(message)

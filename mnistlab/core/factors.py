@@ -28,6 +28,7 @@ def _values(override: Any) -> list[Any]:
 
     sweep = override.value()
     if isinstance(sweep, IntervalSweep):  # a searched range: continuous, no fixed levels
+        assert sweep.start is not None and sweep.end is not None  # interval(start, end) needs both
         return [float(sweep.start), float(sweep.end)]
     return list(override.sweep_iterator())
 

@@ -26,7 +26,7 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None], check: Callable[[Path], None] | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object], check: Callable[[Path], None] | None = None) -> None:
     """Call ``write`` on a temporary file beside ``path``, fsync, ``check`` it (which may raise), then rename
     over ``path``: readers and a kill at any moment see the old file or the new one, never half of one, and
     a file that fails its check never replaces a good one."""

@@ -84,7 +84,7 @@ def packages() -> list[str]:
 
     found = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.metadata.get("Name")  # type: ignore[attr-defined]  # an email.Message at runtime; the Protocol omits get
         if name:
             found[name.lower()] = f"{name}=={dist.version}"
     return [found[k] for k in sorted(found)]

@@ -9,6 +9,7 @@ Records of older formats are brought up to date on reading by :mod:`mnistlab.cor
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -151,6 +152,9 @@ def read_record(run_dir: Path) -> dict[str, Any] | None:
         record = upgrade_record(record)
     except UnknownFormat as err:
         return not_completed(Status.UNREADABLE, f"{path}: {err}")
+    for key in NUMBERS:  # NaN or Infinity (valid to Python's json) is no score: never ranked first
+        if isinstance(record.get(key), float) and not math.isfinite(record[key]):
+            record[key] = None
     bad = next((k for k in NUMBERS if record.get(k) is not None and not isinstance(record[k], int | float)), None)
     if bad or isinstance(record.get(STATUS), bool) or not isinstance(record.get(STATUS, ""), str):
         return not_completed(Status.UNREADABLE, f"{path} holds a {bad or STATUS} that is not valid")
