@@ -98,3 +98,39 @@ def test_non_finite_scores_in_a_record_are_never_ranked(tmp_path):
     (tmp_path / "metrics.json").write_text('{"status": "completed", "val/acc_best": NaN, "test/acc": Infinity}')
     record = read_record(tmp_path)
     assert record["val/acc_best"] is None and record["test/acc"] is None
+
+
+def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
+    """A grid's sweep dir: the same grid again is refused unless skip_completed=true finishes it; a search or
+    another grid into it is refused in one line; nothing of the completed runs changes."""
+    import subprocess
+    import sys
+
+    from helpers.cli import run_cli
+
+    fast = ["model=linear", "trainer.max_epochs=1", "data.val_size=100", "trainer.limit_train_batches=2"]
+    grid = ["-m", "optim=sgd,adam", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    run_cli("mnistlab.train", *grid, data_dir=tiny_data, cwd=tmp_path)
+    record = (tmp_path / "sweep" / "0" / "metrics.json").read_text()
+    attempts = {
+        "would write over": grid,
+        "another sweep": ["-m", "optim=sgd,rmsprop", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        "another search": ["-m", "hparams_search=optuna", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+    }
+    for expected, args in attempts.items():
+        if "search" in expected:
+            expected = "another sweep"  # the dir was made by a grid; a search asks something else
+        done = subprocess.run(
+            [sys.executable, "-m", "mnistlab.train", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**__import__("os").environ, "MNISTLAB_DATA_DIR": str(tiny_data)},
+        )
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr[-2000:]
+        assert "Traceback" not in done.stderr
+    assert (tmp_path / "sweep" / "0" / "metrics.json").read_text() == record
+    finished = run_cli("mnistlab.train", *grid, "skip_completed=true", data_dir=tiny_data, cwd=tmp_path)
+    assert "2 of 2 runs completed" in finished.stdout

@@ -75,12 +75,18 @@ def searched_scales(overrides: list[str], sweeper_params: dict[str, Any] | None 
     return scales
 
 
-def write_sweep_file(sweep_dir: Path, overrides: list[str], sweeper_params: dict[str, Any] | None) -> dict:
+def write_sweep_file(
+    sweep_dir: Path, overrides: list[str], sweeper_params: dict[str, Any] | None, origin: dict[str, Any] | None = None
+) -> dict:
+    """sweep.json: the swept keys and values, the scales of searched ones, and ``origin`` (what made the sweep,
+    ``sweep_origin``), which a later sweep into the same dir must match."""
     factors = swept(overrides, sweeper_params)
     scales = {k: v for k, v in searched_scales(overrides, sweeper_params).items() if k in factors}
     data: dict[str, Any] = {"swept": {k: [_plain(v) for v in vs] for k, vs in factors.items()}}
     if scales:
         data["searched"] = scales
+    if origin is not None:
+        data["origin"] = origin
     write_json_atomic(Path(sweep_dir) / SWEEP_FILE, data)
     return factors
 
@@ -99,6 +105,41 @@ def read_swept(sweep_dir: Path) -> dict[str, list[Any]] | None:
     if not isinstance(factors, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in factors.items()):
         return None
     return factors
+
+
+# overrides that say how or where a sweep runs, not what it asks: they may change when it is continued
+NOT_ORIGIN = (
+    "hydra.sweep.dir",
+    "skip_completed",
+    "hydra/launcher",
+    "hydra.launcher",
+    "hydra.sweeper.n_trials",
+    "hydra.sweeper.n_jobs",
+    "hydra.sweeper.max_failures",
+    "hydra.sweeper.storage",
+    "hydra.verbose",
+    "speed.",
+)
+
+
+def sweep_origin(overrides: list[str], sweeper: dict[str, Any]) -> dict[str, Any]:
+    """What makes a sweep the sweep it is: its command line's overrides (less how and where it runs) and, for a
+    search, its objective, direction and space; for a grid, its preset's params."""
+    kept = sorted(o for o in overrides if not o.partition("=")[0].lstrip("+~").startswith(NOT_ORIGIN))
+    origin: dict[str, Any] = {"overrides": kept, "params": sweeper.get("params") or {}}
+    if "objective" in sweeper:
+        origin.update(objective=sweeper.get("objective"), direction=sweeper.get("direction"))
+    return json.loads(json.dumps(origin, default=str))  # plain JSON values, as read back
+
+
+def read_origin(sweep_dir: Path) -> dict[str, Any] | None:
+    """The ``origin`` sweep.json recorded, or None (no sweep.json, or one written before origins were kept)."""
+    try:
+        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    origin = data.get("origin") if isinstance(data, dict) else None
+    return origin if isinstance(origin, dict) else None
 
 
 def read_searched(sweep_dir: Path) -> dict[str, dict[str, Any]]:

@@ -9,13 +9,23 @@ from __future__ import annotations
 import logging
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from mnistlab.analysis.runs import sweep_statuses
-from mnistlab.core.record import HPARAMS, NOT_FAILURES, RANK_BY, REASON, STATUS, TEST_ACC, Status
+from mnistlab.analysis.runs import job_dirs, sweep_statuses
+from mnistlab.core.record import (
+    HPARAMS,
+    NOT_FAILURES,
+    RANK_BY,
+    REASON,
+    STATUS,
+    TEST_ACC,
+    Status,
+    is_completed,
+    read_record,
+)
 
 log = logging.getLogger("mnistlab.sweep")
 
@@ -71,7 +81,8 @@ def _best(sweep_dir: Path) -> str | None:
     hparams = best["metrics"].get(HPARAMS, {})
     label = run_label(best["overrides"], keys) or ",".join(f"{name}={hparams.get(name)}" for name in config)
     mean = statistics.fmean(_score(r) for r in members)
-    unit = {("seed",): "seed", ("fold",): "fold"}.get(tuple(replicates), "run")
+    units: dict[tuple[str, ...], str] = {("seed",): "seed", ("fold",): "fold"}
+    unit = units.get(tuple(replicates), "run")
     over = f"{len(members)} {unit}{'s' if len(members) != 1 else ''}"
     return f"best: {label} (mean {RANK_BY} {mean:.4f} over {over}; its best job {best['job']}: {_scores(best)})"
 
@@ -125,16 +136,42 @@ def close_sweep(sweep_dir: Path) -> int:
 
 
 def _write_factors(config: DictConfig, sweep_dir: Path) -> None:
-    """sweep.json (what the sweep varies, for its jobs and its report) and the HParams tab's one experiment."""
+    """sweep.json (what the sweep varies, for its jobs and its report; what made it) and the HParams tab's one
+    experiment. A sweep dir made by another sweep, or holding completed runs that this one would write over, is
+    refused in one line that says how to continue or where to go."""
     from omegaconf import OmegaConf
 
-    from mnistlab.core.factors import write_sweep_file
+    from mnistlab.core.errors import ConfigError, exit_with
+    from mnistlab.core.factors import read_origin, sweep_origin, write_sweep_file
     from mnistlab.training.hparams import write_sweep_experiment
 
     overrides = [str(o) for o in config.hydra.overrides.task]
-    params = config.hydra.sweeper.get("params")
-    params = OmegaConf.to_container(params, resolve=False) if params else {}
-    write_sweep_experiment(sweep_dir, write_sweep_file(sweep_dir, overrides, params))
+    # a DictConfig's container: a dict with str keys
+    sweeper = cast("dict[str, Any]", OmegaConf.to_container(config.hydra.sweeper, resolve=False) or {})
+    params = sweeper.get("params") or {}
+    origin = sweep_origin(overrides, sweeper)
+    before = read_origin(sweep_dir)
+    search = "objective" in sweeper
+    if before is not None and before != origin:
+        what = "search" if "objective" in before else "sweep"
+        changed = [k for k in ("overrides", "params", "objective", "direction") if before.get(k) != origin.get(k)]
+        exit_with(
+            ConfigError(
+                f"{sweep_dir} holds the runs of another {what} (its {', '.join(changed)} differ): continue it with "
+                f"its own command line, or give this one a new hydra.sweep.dir=…"
+            )
+        )
+    finished = [job.name for job in job_dirs(sweep_dir) if is_completed(read_record(job))]
+    continued_search = search and (before is not None or (sweep_dir / "optuna.db").is_file())
+    if finished and not config.get("skip_completed") and not continued_search:
+        exit_with(
+            ConfigError(
+                f"{sweep_dir} holds {len(finished)} completed runs this {'search' if search else 'sweep'} would "
+                "write over: add skip_completed=true to finish a sweep there, or give this one a new "
+                "hydra.sweep.dir=…"
+            )
+        )
+    write_sweep_experiment(sweep_dir, write_sweep_file(sweep_dir, overrides, params, origin))
 
 
 def is_joblib(launcher: Any) -> bool:
@@ -164,7 +201,6 @@ class SweepSummary(Callback):
         # the sweep dir must exist before the sweeper opens anything in it (Optuna's SQLite study)
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        _write_factors(config, sweep_dir)
         if not config.get("skip_completed"):
             from mnistlab.core.errors import BusyError, exit_with
             from mnistlab.core.files import acquire_dir
@@ -173,6 +209,14 @@ class SweepSummary(Callback):
                 acquire_dir(sweep_dir)
             except BusyError as busy:
                 exit_with(busy)
+        try:
+            _write_factors(config, sweep_dir)  # after the lock: a refused sweep writes nothing into the dir
+        except SystemExit:
+            if not config.get("skip_completed"):
+                from mnistlab.core.files import release_dir
+
+                release_dir(sweep_dir)
+            raise
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _stop_idle_workers(config)
