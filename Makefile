@@ -33,7 +33,7 @@ test-fast: install  ## skip the slow end-to-end tests
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix . && $(BIN)/ruff format .

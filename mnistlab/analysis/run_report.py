@@ -53,7 +53,7 @@ def most_confused(confusion: Tensor, classes: Sequence[str], top: int = 10) -> l
     off = confusion.clone()
     off.fill_diagonal_(0)
     counts, flat = off.flatten().sort(descending=True)
-    pairs = []
+    pairs: list[dict[str, Any]] = []
     for count, index in zip(counts.tolist(), flat.tolist(), strict=True):
         if count == 0 or len(pairs) == top:
             break
@@ -180,7 +180,8 @@ def write_evaluation(
 
     figures = {"confusion_matrix": plot_confusion(confusion, classes)}
     if results.get("misclassified"):
-        figures["misclassified"] = plot_misclassified(*results["misclassified"], classes)
+        images, true, predicted = results["misclassified"]
+        figures["misclassified"] = plot_misclassified(images, true, predicted, classes)
     for name, figure in figures.items():
         save_figure(figure, out_dir / f"{name}.png", f"{TEST}{name}", writers)
 

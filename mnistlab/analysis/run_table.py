@@ -160,7 +160,9 @@ def diff(a: Path | str, b: Path | str, metric: str = TEST_ACC) -> dict[str, Any]
     flat_b = {k: v for k, v in flatten(prov_b).items() if k not in ignore}
     metrics_a, metrics_b = read_record(a) or {}, read_record(b) or {}
     value_a, value_b = metrics_a.get(metric), metrics_b.get(metric)
-    numbers = isinstance(value_a, int | float) and isinstance(value_b, int | float)
+    difference = None
+    if isinstance(value_a, int | float) and isinstance(value_b, int | float):
+        difference = float(value_b) - float(value_a)
     return {
         "runs": [str(a), str(b)],
         "config": _differences(_config(a), _config(b)),
@@ -169,7 +171,7 @@ def diff(a: Path | str, b: Path | str, metric: str = TEST_ACC) -> dict[str, Any]
         "missing_provenance": [str(r) for r, p in ((a, prov_a), (b, prov_b)) if not p],
         "metrics": [(k, metrics_a.get(k), metrics_b.get(k)) for k in METRICS],
         "commands": [prov_a.get("command"), prov_b.get("command")],
-        "noise": _noise(a, b, metric, float(value_b) - float(value_a) if numbers else None),
+        "noise": _noise(a, b, metric, difference),
     }
 
 

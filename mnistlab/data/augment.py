@@ -41,7 +41,7 @@ def build_augmentation(cfg: Mapping[str, Any] | None, input_shape: tuple[int, ..
     if cfg.get("hflip"):
         steps.append(K.RandomHorizontalFlip())
     if crop_scale:
-        steps.append(K.RandomResizedCrop(tuple(input_shape[1:]), scale=(crop_scale, 1.0), ratio=(1.0, 1.0)))
+        steps.append(K.RandomResizedCrop((input_shape[1], input_shape[2]), scale=(crop_scale, 1.0), ratio=(1.0, 1.0)))
     if jitter:
         steps.append(K.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter, p=1.0))
     if rotation or translate or scale or shear:

@@ -224,7 +224,8 @@ class InMemoryDataModule(L.LightningDataModule):
             images,
             labels,
             self.batch_size if train else self.eval_batch_size,
-            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # overfit: a fixed subset
+            # overfit: a fixed subset (overfit_batches is set on the trainer by Lightning)
+            shuffle=train and not (trainer is not None and trainer.overfit_batches),  # type: ignore[attr-defined]
             seed=self.seed,
             rank=rank,
             world_size=world,

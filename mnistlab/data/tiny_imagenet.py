@@ -57,7 +57,7 @@ def decode_split(split: Any, size: int, target: Path) -> None:
     for i, example in enumerate(split):
         picture = example["image"].convert("RGB")  # ~2 % of Tiny-ImageNet is grayscale
         if picture.size != (size, size):
-            picture = picture.resize((size, size), Image.BILINEAR)
+            picture = picture.resize((size, size), Image.Resampling.BILINEAR)
         images[i] = np.asarray(picture).transpose(2, 0, 1)
     images.flush()
     del images

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -34,9 +35,13 @@ def make_norm(norm: str, num_features: int, dims: int) -> nn.Module | None:
     return nn.BatchNorm2d(num_features) if dims == 2 else nn.BatchNorm1d(num_features)
 
 
-def _gain_nonlinearity(activation: str) -> str:
+_Gain = Literal["relu", "leaky_relu", "tanh", "sigmoid", "selu"]
+
+
+def _gain_nonlinearity(activation: str) -> _Gain:
     # torch.nn.init knows these names; gelu/elu have no entry, relu is the closest
-    return {"leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu"}.get(activation, "relu")
+    names: dict[str, _Gain] = {"leaky_relu": "leaky_relu", "tanh": "tanh", "sigmoid": "sigmoid", "selu": "selu"}
+    return names.get(activation, "relu")
 
 
 def init_weights(module: nn.Module, scheme: str, activation: str = "relu") -> None:

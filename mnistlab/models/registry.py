@@ -25,7 +25,7 @@ def register_model(name: str, task: str = "classification"):
     return MODELS.register(name, task=task)
 
 
-def model_task(name: str) -> str:
+def model_task(name: Any) -> str:
     """``classification`` or ``detection``: which task trains the model ``name``."""
     return MODELS.meta(name)["task"]
 

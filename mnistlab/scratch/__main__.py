@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> dict:
 
     (x, y), (x_val, y_val), (x_test, y_test) = arrays("train"), arrays("val"), arrays("test")
     s = cfg.scratch
+    model: MLPNP | SoftmaxRegressionNP
     if s.model == "mlp":
         model = MLPNP(x.shape[1], datamodule.num_classes, hidden=int(s.hidden), seed=cfg.seed)
     else:  # softmax: validate() allows no other

@@ -32,7 +32,7 @@ class SoftmaxRegressionNP:
 
     def __init__(self, n_in: int, n_classes: int, seed: int = 0, dtype: type = np.float32) -> None:
         rng = np.random.default_rng(seed)
-        self.params = {
+        self.params: dict[str, np.ndarray] = {
             "W": (rng.standard_normal((n_in, n_classes)) * 0.01).astype(dtype),
             "b": np.zeros(n_classes, dtype=dtype),
         }
@@ -50,7 +50,7 @@ class MLPNP:
 
     def __init__(self, n_in: int, n_classes: int, hidden: int = 128, seed: int = 0, dtype: type = np.float32) -> None:
         rng = np.random.default_rng(seed)
-        self.params = {
+        self.params: dict[str, np.ndarray] = {
             "W1": (rng.standard_normal((n_in, hidden)) * np.sqrt(2 / n_in)).astype(dtype),
             "b1": np.zeros(hidden, dtype=dtype),
             "W2": (rng.standard_normal((hidden, n_classes)) * np.sqrt(1 / hidden)).astype(dtype),

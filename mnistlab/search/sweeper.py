@@ -22,7 +22,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +31,9 @@ from mnistlab.core.errors import ConfigError, MnistlabError, first_line
 from mnistlab.core.extras import require
 from mnistlab.core.files import write_json_atomic
 from mnistlab.core.record import RANK_BY, REASON, STATUS, Status, not_completed, read_record, write_record
+
+if TYPE_CHECKING:
+    from hydra.plugins.launcher import Launcher
 
 log = logging.getLogger("mnistlab.search")
 SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
@@ -42,6 +45,9 @@ def _plain(value: Any) -> Any:
 
 
 class OptunaSweeper(Sweeper):
+    config: DictConfig  # Sweeper's Optional attributes, set by setup() before sweep()
+    launcher: Launcher
+
     def __init__(
         self,
         objective: str = RANK_BY,
@@ -113,7 +119,7 @@ class OptunaSweeper(Sweeper):
         url = study_url(self.storage_url, self.sweep_dir)
         # the default SQLite file in a sweep dir this process holds (its lock): no other worker can be running
         self.local = self.storage_url is None and not self.config.get("skip_completed")
-        heartbeat = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
+        heartbeat: dict[str, Any] = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
         for attempt in range(6):  # workers starting together race to create the tables and the study
             try:
                 self.storage = RDBStorage(url, **heartbeat)
@@ -122,7 +128,7 @@ class OptunaSweeper(Sweeper):
                     storage=self.storage,
                     sampler=self._sampler(space),
                     pruner=self._pruner(),
-                    direction=self.direction,
+                    direction=self.direction,  # type: ignore[arg-type]  # "maximize" or "minimize": __init__ checks
                     load_if_exists=True,
                 )
             except ConfigError:

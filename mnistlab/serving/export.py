@@ -36,6 +36,7 @@ def _export_onnx(model: Any, example: Any, target: IO[bytes], card_json: str) ->
             dynamo=True,
             verbose=False,
         )
+    assert program is not None  # dynamo=True always returns an ONNXProgram
     proto = program.model_proto
     proto.metadata_props.add(key=ONNX_METADATA_KEY, value=card_json)
     target.write(proto.SerializeToString())

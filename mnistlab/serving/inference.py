@@ -57,6 +57,10 @@ class InferenceModel(nn.Module):
     normalization (the train split's mean/std from the checkpoint), the network, softmax. This plain module
     is what is exported, so every backend computes exactly this."""
 
+    mean: Tensor  # buffers
+    inv_std: Tensor
+    order: Tensor | None
+
     def __init__(self, net: nn.Module, mean: Tensor, inv_std: Tensor, card: ModelCard) -> None:
         super().__init__()
         self.net = net
@@ -90,7 +94,7 @@ def card_from_checkpoint(checkpoint: dict[str, Any], style: str = "auto") -> Mod
     )
 
 
-def load_inference_model(ckpt_path: str, style: str = "auto") -> tuple[InferenceModel, ModelCard]:
+def load_inference_model(ckpt_path: str | None, style: str = "auto") -> tuple[InferenceModel, ModelCard]:
     from mnistlab.models import model_task
     from mnistlab.tasks.checkpoint import load_task
 
@@ -103,7 +107,7 @@ def load_inference_model(ckpt_path: str, style: str = "auto") -> tuple[Inference
 
 
 class TorchBackend:
-    def __init__(self, ckpt_path: str, style: str = "auto") -> None:
+    def __init__(self, ckpt_path: str | None, style: str = "auto") -> None:
         self.model, self.card = load_inference_model(ckpt_path, style)
 
     @torch.inference_mode()

@@ -23,6 +23,7 @@ def predict_files(cfg: DictConfig) -> list[dict[str, Any]]:
     if not cfg.inputs:
         raise ConfigError("inputs is required: image files or folders, e.g. inputs=[a.png,digits/]")
     inputs = OmegaConf.to_container(cfg.inputs) if OmegaConf.is_list(cfg.inputs) else [cfg.inputs]
+    assert isinstance(inputs, list)
     files = image_files([str(item) for item in inputs])
     predictor = Predictor(cfg.ckpt_path, cfg.backend, cfg.onnx_path, cfg.preprocess, cfg.batch_size)
     results: list[dict[str, Any]] = [{"file": str(path)} for path in files]

@@ -73,7 +73,7 @@ def open_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(stream, formats=FORMATS)
+            image: Image.Image = Image.open(stream, formats=FORMATS)
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(
@@ -96,7 +96,7 @@ def open_image(
             f"the image is too large to decode; at most {max_pixels:,} pixels are accepted"
         ) from None
     except FileNotFoundError:
-        raise BadImageError(f"{source} does not exist") from None
+        raise BadImageError(f"{source!s} does not exist") from None
     except Exception as err:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError… on bad bytes
         name = "the upload" if isinstance(source, bytes) else str(source)
         if isinstance(err, UnidentifiedImageError):
@@ -295,8 +295,12 @@ def find_ink(gray: np.ndarray) -> Ink:
     crop = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
     near = maximum_filter(support[crop], reach)  # the antialiased rim, not specks
     scale_y, scale_x = gray.shape[0] / height, gray.shape[1] / width
-    box = (round((left + crop[1].start) * scale_x), round((top + crop[0].start) * scale_y))
-    box += (round((left + crop[1].stop) * scale_x), round((top + crop[0].stop) * scale_y))
+    box = (
+        round((left + crop[1].start) * scale_x),
+        round((top + crop[0].start) * scale_y),
+        round((left + crop[1].stop) * scale_x),
+        round((top + crop[0].stop) * scale_y),
+    )
     return Ink(np.clip(ink[crop] / level, 0.0, 1.0) * near, width_px, box)
 
 

@@ -41,5 +41,5 @@ def check_names(model: dict[str, Any], optim: dict[str, Any], scheduler: dict[st
     if model_task(model.get("name")) not in TASKS:  # checked by name: the task's class brings Lightning
         raise ValueError(f"model {model.get('name')!r} is registered for an unknown task")
     OPTIMIZERS.get(optim.get("name"))
-    if not is_none((scheduler or {}).get("name")):
+    if scheduler is not None and not is_none(scheduler.get("name")):
         SCHEDULERS.get(scheduler["name"])

@@ -37,6 +37,8 @@ class ImageTask(L.LightningModule):
     """
 
     uses_channels_last = True  # a task whose network takes lists of images (detection) says False
+    mean: Tensor  # buffers
+    inv_std: Tensor
 
     def __init__(
         self,
@@ -86,7 +88,7 @@ class ImageTask(L.LightningModule):
     @property
     def report_classes(self) -> list[str]:
         """The class names of the test report's confusion matrix and per-class scores."""
-        return [str(c) for c in (self.hparams.classes or range(self.hparams.num_classes))]
+        return [str(c) for c in (self.hparams["classes"] or range(self.hparams["num_classes"]))]
 
     def train_epoch_metrics(self) -> dict[str, Tensor]:
         """Training metrics of the epoch besides the loss (then reset)."""
@@ -99,13 +101,17 @@ class ImageTask(L.LightningModule):
         if self.trainer.ckpt_path:  # resumed: the restored schedule may be for another number of epochs
             self._fit_schedules_to_run()
 
-    def _run_length(self, interval: str) -> int:
-        return self.trainer.estimated_stepping_batches if interval == "step" else self.trainer.max_epochs
+    def _run_length(self, interval: str) -> float:
+        if interval == "step":
+            return self.trainer.estimated_stepping_batches
+        max_epochs = self.trainer.max_epochs
+        assert max_epochs is not None  # Lightning fills in its default (1000, or -1 with max_steps) before fit
+        return max_epochs
 
     def _fit_schedules_to_run(self) -> None:
         """A resumed run extended to more epochs (or cut to fewer): schedules whose length came from the run
         (one-cycle, cosine) are rebuilt for the new length and continue from the step reached."""
-        settings = self.hparams.scheduler or {}
+        settings = self.hparams["scheduler"] or {}
         for config in self.trainer.lr_scheduler_configs:
             old = config.scheduler
             attr = next((a for a in LENGTH_SETTINGS if hasattr(old, a) and settings.get(a) is None), None)
@@ -116,7 +122,9 @@ class ImageTask(L.LightningModule):
                     f"trainer.max_epochs={self.trainer.max_epochs} ends before the {old.last_epoch} "
                     f"{config.interval}s this run has done; give more epochs to resume it"
                 )
-            fresh = build_scheduler(old.optimizer, settings, self.lr, self._run_length)["scheduler"]
+            built = build_scheduler(old.optimizer, settings, self.lr, self._run_length)
+            assert built is not None  # the run has a scheduler, so its settings name one
+            fresh = built["scheduler"]
             config.scheduler = continue_schedule(fresh, old.last_epoch)
             log.info(
                 "resumed with trainer.max_epochs=%s: the %s schedule now spans %s %ss (was %s)",
@@ -136,7 +144,7 @@ class ImageTask(L.LightningModule):
         self.train_loss.update(loss)
         self._loss_window += loss
         self._window_steps += 1
-        if self._window_steps >= self.trainer.log_every_n_steps:
+        if self._window_steps >= self.trainer.log_every_n_steps:  # type: ignore[attr-defined]  # set by Lightning
             self._flush_loss_window()
 
     def _flush_loss_window(self) -> None:
@@ -176,6 +184,8 @@ class ImageTask(L.LightningModule):
         """The optimizer and scheduler named in the config, with ``self.lr`` as the learning rate."""
         # mixed precision cannot clip the gradients of a fused optimizer (its step unscales them itself)
         clipped_mixed = bool(self.trainer.gradient_clip_val) and str(self.trainer.precision).endswith("-mixed")
-        optimizer = build_optimizer(list(self.parameters()), self.hparams.optim, self.lr, allow_fused=not clipped_mixed)
-        scheduler = build_scheduler(optimizer, self.hparams.scheduler, self.lr, self._run_length)
+        optimizer = build_optimizer(
+            list(self.parameters()), self.hparams["optim"], self.lr, allow_fused=not clipped_mixed
+        )
+        scheduler = build_scheduler(optimizer, self.hparams["scheduler"], self.lr, self._run_length)
         return optimizer if scheduler is None else {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -21,7 +21,7 @@ class ClassificationTask(ImageTask):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        args = {"num_classes": int(kwargs["num_classes"]), "validate_args": False}
+        args: dict[str, Any] = {"num_classes": int(kwargs["num_classes"]), "validate_args": False}
         self.train_acc = MulticlassAccuracy(average="micro", **args)
         scores = MetricCollection(
             {"acc": MulticlassAccuracy(average="micro", **args), "f1": MulticlassF1Score(average="macro", **args)}
@@ -39,7 +39,7 @@ class ClassificationTask(ImageTask):
 
     @property
     def expected_initial_loss(self) -> float:
-        return math.log(self.hparams.num_classes)  # ln(C)
+        return math.log(self.hparams["num_classes"])  # ln(C)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         images, labels = batch

@@ -72,7 +72,7 @@ class DetectionTask(ImageTask):
         super().__init__(**kwargs)
         num_classes = int(kwargs["num_classes"])
         self.none = num_classes  # the extra class "(no detection)" of the per-digit scores
-        args = {"num_classes": num_classes + 1, "validate_args": False}
+        args: dict[str, Any] = {"num_classes": num_classes + 1, "validate_args": False}
         self.val_acc, self.test_acc = (
             MulticlassAccuracy(average="micro", **args),
             MulticlassAccuracy(average="micro", **args),
@@ -132,7 +132,7 @@ class DetectionTask(ImageTask):
 
     def _eval_losses(self, images: Tensor, targets: list[dict[str, Tensor]]) -> Tensor:
         """The training losses on held-out data: the heads in training mode, the backbone's BatchNorm not."""
-        detector = self.net.detector
+        detector: Any = self.net.detector  # torchvision's FasterRCNN
         heads = (detector, detector.rpn, detector.roi_heads)
         for module in heads:
             module.training = True

@@ -28,7 +28,7 @@ def print_config_tree(cfg: DictConfig) -> None:
         return
     tree = Tree("config", guide_style="dim")
     for key, value in body.items():
-        text = OmegaConf.to_yaml({key: value}) if isinstance(value, dict | list) else f"{key}: {value}"
+        text = OmegaConf.to_yaml({key: value}) if isinstance(value, dict | list) else f"{key!s}: {value}"
         tree.add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
     Console(soft_wrap=True).print(tree)
 

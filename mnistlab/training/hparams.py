@@ -6,6 +6,7 @@ whose key sets differ from the HParams tab.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,7 @@ FIRST = ("data", "model", "optim", "lr", "scheduler")
 
 
 def sweep_hparams(
-    cfg: DictConfig, choices: dict[str, Any], lr: float, extra_keys: list[str] = ()
+    cfg: DictConfig, choices: dict[str, Any], lr: float, extra_keys: Sequence[str] = ()
 ) -> dict[str, str | int | float | bool]:
     """The HParams row of a run. ``choices`` are Hydra's picked group options; ``lr`` is the one applied
     (after the LR finder, if it ran); ``extra_keys`` are swept override keys that have no column of their own."""
@@ -106,7 +107,7 @@ def log_hparams(loggers: list[Any], hparams: dict[str, Any], columns: list[tuple
     from lightning.pytorch.utilities import rank_zero_only
     from torch.utils.tensorboard.summary import hparams as hparams_summary
 
-    if rank_zero_only.rank != 0:  # other ranks hold no writer
+    if rank_zero_only.rank != 0:  # type: ignore[attr-defined]  # other ranks hold no writer (Lightning sets .rank)
         return
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):

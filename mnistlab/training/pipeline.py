@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -35,6 +35,14 @@ from mnistlab.core.record import (
     write_record,
 )
 
+if TYPE_CHECKING:  # only for the checker: the heavy modules are imported inside the functions
+    import lightning as L
+    from lightning.pytorch.loggers import Logger
+
+    from mnistlab.data.base import InMemoryDataModule
+    from mnistlab.tasks.base import ImageTask
+    from mnistlab.training.callbacks.run_stats import RunStats
+
 log = logging.getLogger("mnistlab.train")
 
 
@@ -44,11 +52,11 @@ class Run:
 
     cfg: DictConfig
     out_dir: Path
-    datamodule: Any
-    module: Any
-    trainer: Any
-    loggers: list[Any]
-    run_stats: Any
+    datamodule: InMemoryDataModule
+    module: ImageTask
+    trainer: L.Trainer
+    loggers: list[Logger]
+    run_stats: RunStats
 
 
 def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
@@ -147,14 +155,15 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     record[VAL_CURVE] = list(module.val_history)  # before testing loads the best checkpoint's history
     if module.val_history:
         record[BEST_EPOCH] = module.val_history.index(max(module.val_history)) + 1
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    # trainer.callbacks is set by Lightning's callback connector, unseen by the checker
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)  # type: ignore[attr-defined]
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     best_score = checkpoint.best_model_score if checkpoint is not None else None
     if best_score is None:
         best_score = trainer.callback_metrics.get(RANK_BY)
     record[RANK_BY] = float(best_score) if best_score is not None else None
     record.update(run.run_stats.summary(trainer.strategy.root_device))  # the module is back on the host by now
-    for callback in trainer.callbacks:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
         record.update(getattr(callback, "results", {}))  # sanity checks
     record.update(
         params=sum(p.numel() for p in module.net.parameters()),

@@ -25,7 +25,7 @@ def main_effects(runs: list[dict[str, Any]], factors: list[str], metric: str = R
     level (the other factors averaged over). ``interval`` is False where there is none to give (one run, or no
     spread); ``low`` and ``high`` are then the mean, so that a plot draws no error bar. ``clipped``: the interval
     was cut at the metric's bounds (``statistics.interval``)."""
-    effects = {}
+    effects: dict[str, list[dict]] = {}
     for factor in factors:
         levels: dict[str, tuple[Any, list[float]]] = {}
         for run in completed(runs):

@@ -112,7 +112,7 @@ def _write_csv(path: Path, ranked: list[dict], failed: list[dict], factors: list
     write_csv_atomic(path, ["rank", "job", "status", *factors, *(key for key, _ in columns), "reason"], rows)
 
 
-def check_sweep_dir(sweep_dir: Path) -> Path:
+def check_sweep_dir(sweep_dir: Path | str) -> Path:
     """``sweep_dir`` as a Path, or a ConfigError when it holds no job dirs (not a multirun dir)."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir() or not job_dirs(sweep_dir):

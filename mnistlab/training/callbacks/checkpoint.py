@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
 
 
-def relocate(path: str, old_dir: str, new_dir: str) -> str:
+def relocate(path: str, old_dir: str, new_dir: str | Path) -> str:
     """``path`` inside ``old_dir`` → the same file name inside ``new_dir`` (other paths unchanged)."""
     if path and old_dir and Path(path).parent == Path(old_dir):
         return str(Path(new_dir) / Path(path).name)
@@ -27,16 +27,21 @@ class RunCheckpoint(ModelCheckpoint):
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
     def _inside(self, path: Any) -> bool:
-        return isinstance(path, str) and bool(path) and Path(path).resolve().parent == Path(self.dirpath).resolve()
+        if not isinstance(path, str) or not path:
+            return False
+        assert self.dirpath is not None  # setup() resolves it before Lightning restores a callback's state
+        return Path(path).resolve().parent == Path(self.dirpath).resolve()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         old_dir = state_dict.get("dirpath")
-        state_dict = dict(state_dict, dirpath=self.dirpath)
+        new_dir = self.dirpath
+        assert new_dir is not None  # setup() resolves it before Lightning restores a callback's state
+        state_dict = dict(state_dict, dirpath=new_dir)
         for key in PATH_KEYS:
-            path = relocate(state_dict.get(key) or "", old_dir, self.dirpath) if old_dir else state_dict.get(key)
+            path = relocate(state_dict.get(key) or "", old_dir, new_dir) if old_dir else state_dict.get(key)
             state_dict[key] = path if self._inside(path) else ""
         best_k = {
-            relocate(k, old_dir, self.dirpath) if old_dir else k: v
+            relocate(k, old_dir, new_dir) if old_dir else k: v
             for k, v in (state_dict.get("best_k_models") or {}).items()
         }
         state_dict["best_k_models"] = {k: v for k, v in best_k.items() if self._inside(k)}

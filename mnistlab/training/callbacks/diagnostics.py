@@ -19,6 +19,8 @@ from mnistlab.core.errors import first_line
 
 log = logging.getLogger("mnistlab.diagnostics")
 
+# the hooks' pl_module is Any: they read an mnistlab task's own attributes (net, normalize, hparams.num_classes…)
+
 
 def _tensorboards(trainer: L.Trainer) -> list[Any]:
     return tensorboard_writers(trainer.loggers) if trainer.is_global_zero else []
@@ -39,9 +41,7 @@ class SanityChecks(L.Callback):
         self.tolerance = tolerance
         self.results: dict[str, Any] = {}
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step != 1 or self.results:  # the loss of the very first step, before any update
             return
         images = batch[0]
@@ -81,9 +81,7 @@ class TrainingSamples(L.Callback):
     def __init__(self, count: int = 64) -> None:
         self.count = count
 
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if batch_idx == 0 and trainer.current_epoch == 0:
             for tb in _tensorboards(trainer):
                 tb.add_image("samples/train_augmented", _grid(batch[0][: self.count]), global_step=0)
@@ -92,8 +90,8 @@ class TrainingSamples(L.Callback):
 class ClassDistribution(L.Callback):
     """Bar charts of the class counts of each split: a skewed split shows at once."""
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        splits = getattr(trainer.datamodule, "splits", {})
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        splits = getattr(trainer.datamodule, "splits", {})  # type: ignore[attr-defined]  # set by Lightning
         tbs = _tensorboards(trainer)
         if not splits or not tbs:
             return
@@ -113,7 +111,7 @@ def _convs(module: nn.Module) -> list[nn.Conv2d]:
 class Filters(L.Callback):
     """The first conv layer's kernels, at the end of training."""
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         convs = _convs(pl_module.net)
         if convs:
             weight = convs[0].weight.detach()  # (out, in, k, k): one tile per output channel, channels averaged
@@ -125,9 +123,9 @@ class Filters(L.Callback):
 class FeatureMaps(L.Callback):
     """Feature maps of one validation image after each conv block, at the end of training."""
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         features = getattr(pl_module.net, "features", None)
-        splits = getattr(trainer.datamodule, "splits", {})
+        splits = getattr(trainer.datamodule, "splits", {})  # type: ignore[attr-defined]  # set by Lightning
         tbs = _tensorboards(trainer)
         if not isinstance(features, nn.Sequential) or "val" not in splits or not tbs:
             return
@@ -156,14 +154,14 @@ class Histograms(L.Callback):
     def _due(self, trainer: L.Trainer) -> bool:
         return trainer.current_epoch % self.every_n_epochs == 0
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: Any, optimizer: Any) -> None:
         if self._due(trainer) and trainer.fit_loop.epoch_loop.batch_idx == 0:
             for tb in _tensorboards(trainer):
                 for name, param in pl_module.net.named_parameters():
                     if param.grad is not None and torch.isfinite(param.grad).all():  # NaNs are caught elsewhere
                         tb.add_histogram(f"gradients/{name}", param.grad.detach().float().cpu(), trainer.global_step)
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         if self._due(trainer):
             for tb in _tensorboards(trainer):
                 for name, param in pl_module.net.named_parameters():
@@ -174,7 +172,7 @@ class Histograms(L.Callback):
 class ModelGraph(L.Callback):
     """The network's graph in TensorBoard's Graphs tab (traced once with one input)."""
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         tbs = _tensorboards(trainer)
         if not tbs:
             return

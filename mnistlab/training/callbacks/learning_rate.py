@@ -28,5 +28,6 @@ class LearningRate(L.Callback):
             self._log(trainer)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self.logging_interval == "step" and trainer.global_step % trainer.log_every_n_steps == 0:
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning's logger connector
+        if self.logging_interval == "step" and trainer.global_step % every == 0:
             self._log(trainer)

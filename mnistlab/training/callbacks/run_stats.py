@@ -66,7 +66,7 @@ class RunStats(L.Callback):
             self.train_time_s += time.perf_counter() - self._start
             self._start = None
 
-    def summary(self, device: torch.device) -> dict[str, float | int | str]:
+    def summary(self, device: torch.device) -> dict[str, float | int | str | None]:
         peak_mb, measures = peak_memory(device, self._rss_reset)
         return {
             EPOCHS: self.epochs,

@@ -42,8 +42,8 @@ class WarmupEMA(AveragedModel):
             group = groups.setdefault((mine.device, mine.dtype), ([], []))
             group[0].append(mine.detach())
             group[1].append(theirs.detach())
-        for mine, theirs in groups.values():
-            ema_with_warmup(mine, theirs, self.n_averaged, self.decay)
+        for averaged_group, current_group in groups.values():
+            ema_with_warmup(averaged_group, current_group, self.n_averaged, self.decay)
         self.n_averaged += 1
 
 
