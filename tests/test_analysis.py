@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, run_cli
-from tb import load
+from helpers.cli import FAST, run_cli
+from helpers.tb import load
 
 from mnistlab.analysis.run_report import baselines, most_confused, per_class_scores
 from mnistlab.analysis.sweep.aggregate import main_effects, seed_groups
@@ -188,13 +188,17 @@ def test_sweep_report_main_effects_and_seed_variance(tmp_path):
     assert (tmp_path / "main_effects.png").is_file() and (tmp_path / "val_curves.png").is_file()
 
 
-def test_report_cli(tmp_path):
+def test_report_cli(tmp_path, capsys):
+    """mnistlab-report's main in this process (its own process: tests/test_catalogue.py)."""
+    from mnistlab.report import main
+
     _fake_run(tmp_path, "0", "completed", {"optim": "sgd"}, 0.9)
     _fake_run(tmp_path, "1", "completed", {"optim": "adam"}, 0.95)
-    result = run_cli("mnistlab.report", str(tmp_path))
-    assert result.stdout.strip() == str(tmp_path / "report.md")
-    bad = run_cli("mnistlab.report", str(tmp_path / "0" / ".hydra"), check=False)
-    assert bad.returncode == 2 and "is not a multirun dir" in bad.stderr
+    assert main([str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.md")
+    with pytest.raises(SystemExit) as stop:
+        main([str(tmp_path / "0" / ".hydra")])
+    assert stop.value.code == 2 and "is not a multirun dir" in capsys.readouterr().err
 
 
 def _sweep_json(sweep: Path, swept: dict) -> None:

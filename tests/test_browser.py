@@ -7,23 +7,12 @@ prediction the API returned, its top-3 and the 28×28 preview of what the model 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import serving, write_checkpoint
-
-CHROMIUM = os.environ.get("MNISTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from helpers.browser import CHROMIUM, FLAGS
+from helpers.cli import serving
+from helpers.data import write_checkpoint
 
 if CHROMIUM is None and os.environ.get("MNISTLAB_REQUIRE_BROWSER"):  # set by .ci/run: CI must run this test
     raise RuntimeError("MNISTLAB_REQUIRE_BROWSER is set but no chromium is on PATH (apt-get install chromium)")

@@ -1,5 +1,9 @@
 """A catalogue of bad inputs a user will type, through all seven commands: each ends with a non-zero status and
-one line naming the key or file, never a traceback, and no file is lost or overwritten."""
+one line naming the key or file, never a traceback, and no file is lost or overwritten.
+
+Every case is checked in this process (the command's own composition, checks and message, with training and
+servers refused); one case per command is also run as a new process, for the exit status, stderr and no
+traceback that every command shares (``mnistlab.core.errors.run_command``)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import needs, run_cli, write_checkpoint
+from helpers import needs
+from helpers.cli import assert_one_error_line, run_cli
+from helpers.data import write_checkpoint
+from helpers.inprocess import COMMANDS
 
 GOOD_CKPT = "{ckpt}"  # replaced by a real checkpoint's path in the test
 CASES: list[tuple[str, list[str], str]] = [
@@ -132,43 +139,63 @@ def _fingerprint(root: Path) -> dict[str, str]:
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+# the one case per command run as the user runs it: a new process, its exit status and stderr
+END_TO_END = {
+    "train": ["trainer.max_epochs=0"],
+    "evaluate": [f"ckpt_path={GOOD_CKPT}", "trainer=gpux"],  # a Hydra composition error
+    "predict": [f"ckpt_path={GOOD_CKPT}", "inputs=/nonexistent.png"],
+    "serve": [f"ckpt_path={GOOD_CKPT}", "port=70000"],
+    "export": [f"ckpt_path={GOOD_CKPT}", f"output={GOOD_CKPT}"],  # would overwrite its own input
+    "scratch": ["scratch.model=svm"],
+    "report": ["{tmp}/garbage.ckpt"],
+}
+
+
 def test_the_catalogue_is_large():
-    assert len(CASES) >= 60 and {c for c, _, _ in CASES} == {
-        "train",
-        "evaluate",
-        "predict",
-        "serve",
-        "export",
-        "scratch",
-        "report",
-    }
+    commands = {c for c, _, _ in CASES}
+    assert len(CASES) >= 60 and commands == set(COMMANDS) == set(END_TO_END)
+    assert all([command, args] in [[c, a] for c, a, _ in CASES] for command, args in END_TO_END.items())
 
 
 def _case(command: str, args: list[str], expected: str) -> object:
     """Serving and ONNX cases run where their extra is installed (the error is the extra's otherwise)."""
+    marks = []
     if command == "serve":
-        return pytest.param(command, args, expected, marks=needs("fastapi", "uvicorn", "multipart", "fastapi_offline"))
-    if "backend=onnx" in args:
-        return pytest.param(command, args, expected, marks=needs("onnxruntime"))
-    return (command, args, expected)
+        marks = [needs("fastapi", "uvicorn", "multipart", "fastapi_offline")]
+    elif "backend=onnx" in args:
+        marks = [needs("onnxruntime")]
+    return pytest.param(command, args, expected, marks=marks, id=f"{command} {' '.join(args)}")
+
+
+def _filled(command: str, args: list[str], expected: str, place: Path, tmp_path: Path) -> tuple[list[str], str]:
+    ckpt = str(place / "good.ckpt")
+    args = [a.replace(GOOD_CKPT, ckpt).replace("{tmp}", str(place)) for a in args]
+    if command in ("train", "evaluate", "scratch"):
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    return args, expected.replace(GOOD_CKPT, ckpt)
+
+
+@pytest.mark.parametrize(("command", "args", "expected"), [_case(*c) for c in CASES])
+def test_bad_input_is_one_line(command, args, expected, place, tmp_path, command_error):
+    """Every case in this process: the command's checks, its message, nothing read changed or lost."""
+    before = _fingerprint(place)
+    args, expected = _filled(command, args, expected, place, tmp_path)
+    message = command_error(command, *args)
+    assert expected in message, message
+    assert _fingerprint(place) == before  # nothing read was changed or lost
 
 
 @pytest.mark.parametrize(
-    ("command", "args", "expected"), [_case(*c) for c in CASES], ids=[f"{c} {' '.join(a)}" for c, a, _ in CASES]
+    ("command", "args", "expected"), [_case(c, a, e) for c, a, e in CASES if END_TO_END.get(c) == a]
 )
-def test_bad_input_is_one_line(command, args, expected, place, tiny_data, tmp_path):
+def test_bad_input_ends_the_command_with_one_line_and_status_2(command, args, expected, place, tiny_data, tmp_path):
+    """One case per command as a user meets it: one ``error:`` line on stderr, exit status 2, no traceback, no
+    file lost."""
     before = _fingerprint(place)
-    ckpt = str(place / "good.ckpt")
-    args = [a.replace(GOOD_CKPT, ckpt).replace("{tmp}", str(place)) for a in args]
-    expected = expected.replace(GOOD_CKPT, ckpt)
-    if command in ("train", "evaluate", "scratch"):
-        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    args, expected = _filled(command, args, expected, place, tmp_path)
     result = run_cli(f"mnistlab.{command}", *args, data_dir=tiny_data, cwd=tmp_path, check=False, timeout=120)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-3000:]
-    assert "Traceback" not in result.stderr + result.stdout
-    assert _fingerprint(place) == before  # nothing read was changed or lost
+    assert_one_error_line(result, expected)
+    assert _fingerprint(place) == before
 
 
 # Hydra's composition errors, explained in-process (the subprocess cases above check the exit status and stderr)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, REPO, run_cli
-from tb import hparams_sessions, last_scalar, load
+from helpers import REPO
+from helpers.cli import FAST, run_cli
+from helpers.tb import hparams_sessions, last_scalar, load
 
 METRIC_KEYS = {
     "status",
@@ -167,39 +168,35 @@ def test_lr_find_saves_plot_and_applies_suggestion(tiny_data, tmp_path):
         ("data.val_size=70000", "data.val_size=70000 must be between 10"),
     ],
 )
-def test_bad_input_is_one_clear_line(tiny_data, tmp_path, override, expected):
-    result = run_cli("mnistlab.train", override, f"hydra.run.dir={tmp_path}", data_dir=tiny_data, check=False)
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_input_is_one_clear_line(command_error, tmp_path, override, expected):
+    """In this process (the exit status and stderr of the real command: tests/test_catalogue.py)."""
+    assert expected in command_error("train", override, f"hydra.run.dir={tmp_path / 'run'}")
 
 
-def test_missing_data_says_where_to_put_it(tmp_path):
+def test_missing_data_says_where_to_put_it(command_error, tmp_path, monkeypatch):
     empty = tmp_path / "nothing"
-    result = run_cli(
-        "mnistlab.train", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}", data_dir=empty, check=False
-    )
-    assert result.returncode == 2
-    assert f"error: MNIST not found in {empty}/MNIST/raw" in result.stderr
-    assert (
-        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
-        in result.stderr
-    )
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(empty))
+    message = command_error("train", "data.download=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert message.startswith(f"MNIST not found in {empty}/MNIST/raw")
+    assert "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte" in message
 
 
-def test_help_is_fast_because_nothing_heavy_is_imported():
+@pytest.fixture(scope="module")
+def helps() -> dict[str, str]:
+    """What ``--help`` prints, of each command whose help is checked here."""
+    return {command: run_cli(f"mnistlab.{command}", "--help").stdout for command in ("train", "evaluate")}
+
+
+def test_help_is_fast_because_nothing_heavy_is_imported(helps):
     code = "import sys, mnistlab.train; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
-    result = run_cli("mnistlab.train", "--help")
-    assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, cnn_small, fasterrcnn, linear, mlp" in result.stdout
+    assert "model: cnn, cnn3, cnn_bn, cnn_bn_do, cnn_do, cnn_small, fasterrcnn, linear, mlp" in helps["train"]
 
 
-def test_each_help_lists_its_own_groups_only():
+def test_each_help_lists_its_own_groups_only(helps):
     """Hydra's $APP_CONFIG_GROUPS listed every folder of conf/: train's optim, scheduler… in evaluate's help."""
-    train = run_cli("mnistlab.train", "--help").stdout
-    evaluate = run_cli("mnistlab.evaluate", "--help").stdout
+    train, evaluate = helps["train"], helps["evaluate"]
     assert "\noptim: adam, adamw" in train and "\nscheduler: " in train
     assert "\ntrainer: cpu, " in evaluate and "\npaths: default" in evaluate
     assert "optim:" not in evaluate and "scheduler:" not in evaluate and "model:" not in evaluate

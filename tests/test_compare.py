@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import FAST, free_port, run_cli
+from helpers.cli import FAST, free_port, run_cli
 
 SWEPT = ["optim=sgd,adam", "model.norm=none,batch"]
 METRICS = ["val/acc_best", "test/acc", "test/f1", "test/loss"]
@@ -87,7 +87,7 @@ def test_the_hparams_api_shows_what_was_swept_with_real_metrics(sweep, tensorboa
 
 
 def test_the_hparams_table_shows_the_swept_factors_in_chromium(tensorboard, tmp_path):
-    from test_browser import CHROMIUM, FLAGS
+    from helpers.browser import CHROMIUM, FLAGS
 
     if CHROMIUM is None:
         pytest.skip("no chromium on PATH: install Debian's `chromium` package (.ci/run does)")
@@ -145,7 +145,7 @@ def test_each_job_measures_its_own_peak_memory_and_counts_epochs_from_one(sweep)
 def test_the_first_groups_tensorboard_opens_are_train_and_val(sweep):
     """TensorBoard's Time Series opens the first two tag groups alphabetically: with the learning rate under
     train/ and no epoch scalar, those are train and val while a run trains (test joins at the end)."""
-    from tb import load
+    from helpers.tb import load
 
     sweep_dir, _ = sweep
     tags = load(sweep_dir / "0").Tags()

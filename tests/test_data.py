@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import write_idx, write_tiny_dataset
+from helpers.data import write_idx, write_tiny_dataset
 
 from mnistlab.core.errors import ConfigError, DataError
 from mnistlab.data import MNISTDataModule, create_datamodule

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, needs, run_cli
+from helpers import needs
+from helpers.cli import FAST, run_cli
 from torch import nn
 
 from mnistlab.core.errors import DataError

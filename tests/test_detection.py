@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAST, run_cli
+from helpers.cli import FAST, run_cli
 
 from mnistlab.core.errors import ConfigError
 from mnistlab.data.detection import MNISTDetectionDataModule, compose_canvases

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs
+from helpers import needs
 
 from mnistlab.analysis.runs import load_runs
 from mnistlab.analysis.sweep.aggregate import continuous_effects, interaction, main_effects

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FAST, REAL_DATA, run_cli
+from helpers import REAL_DATA
+from helpers.cli import FAST, run_cli
 
 from mnistlab.training.lr_finder import DEFAULT_MAX_FACTOR, ended_early, judge, suggest_lr
 

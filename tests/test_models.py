@@ -1,28 +1,47 @@
-"""Every architecture and every knob: output shapes, layers really present, init really applied."""
+"""Every architecture and every knob: output shapes, layers really present, init really applied. The models are
+those of the registry (``mnistlab.models.MODELS``): a newly registered model is tested here without a change."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from mnistlab.core.fields import ACTIVATIONS, INITS
-from mnistlab.models import CNN, MLP, SoftmaxRegression
+from mnistlab.models import CNN, MLP, MODELS, model_task
 from mnistlab.models.layers import ACTIVATION_MODULES
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
+CLASSIFIERS = [name for name in MODELS if model_task(name) == "classification"]
+DETECTORS = [name for name in MODELS if model_task(name) == "detection"]
+SMALL = {"resnet": {"channels": [8, 16], "blocks": [1, 1]}}  # sizes that keep a forward pass in milliseconds
+NO_HIDDEN_LAYER = {"linear"}  # takes activation (so that sweeps span models) but has no layer to apply it to
+
+
+def takes(kind: str, knob: str) -> bool:
+    return knob in inspect.signature(MODELS.get(kind)).parameters
+
+
+def with_knob(knob: str, kinds=None) -> list[str]:
+    return [k for k in (kinds or CLASSIFIERS) if takes(k, knob)]
 
 
 def build(kind: str, shape=(1, 28, 28), classes=10, **knobs) -> nn.Module:
-    return {"linear": SoftmaxRegression, "mlp": MLP, "cnn": CNN}[kind](shape, classes, **knobs)
+    return MODELS.get(kind)(shape, classes, **{**SMALL.get(kind, {}), **knobs})
+
+
+def test_the_registry_holds_the_known_models():
+    assert {"linear", "mlp", "cnn", "resnet"} <= set(CLASSIFIERS) and "fasterrcnn" in DETECTORS
 
 
 @pytest.mark.parametrize(
     ("kind", "shape", "norm", "activation"),
-    itertools.product(["linear", "mlp", "cnn"], SHAPES, ["none", "batch"], list(ACTIVATIONS)),
+    itertools.product(with_knob("norm"), SHAPES, ["none", "batch"], list(ACTIVATIONS)),
 )
 def test_output_shape_for_every_knob(kind, shape, norm, activation):
     model = build(kind, shape, classes=7, norm=norm, activation=activation, dropout=0.3)
@@ -33,7 +52,7 @@ def test_output_shape_for_every_knob(kind, shape, norm, activation):
     assert has_bn == (norm == "batch")
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", [k for k in with_knob("activation") if k not in NO_HIDDEN_LAYER])
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_activation_is_used(kind, activation):
     model = build(kind, activation=activation)
@@ -42,10 +61,11 @@ def test_activation_is_used(kind, activation):
     assert not any(type(m) in others for m in model.modules())
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+@pytest.mark.parametrize("kind", with_knob("dropout"))
 def test_dropout_modules(kind):
-    assert not any(isinstance(m, nn.Dropout) for m in build(kind, dropout=0.0).modules())
-    drops = [m for m in build(kind, dropout=0.25).modules() if isinstance(m, nn.Dropout)]
+    dropout = nn.modules.dropout._DropoutNd  # Dropout and Dropout2d
+    assert not any(isinstance(m, dropout) for m in build(kind, dropout=0.0).modules())
+    drops = [m for m in build(kind, dropout=0.25).modules() if isinstance(m, dropout)]
     assert drops and all(m.p == 0.25 for m in drops)
 
 
@@ -113,7 +133,7 @@ def _weights(model: nn.Module) -> list[torch.Tensor]:
     return [m.weight for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
 
 
-@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+@pytest.mark.parametrize("kind", with_knob("init"))
 def test_zeros_init(kind):
     model = build(kind, init="zeros")
     assert all(w.abs().sum() == 0 for w in _weights(model))
@@ -147,8 +167,10 @@ def test_default_init_differs_from_kaiming():
     ("knob", "value"),
     [("norm", "layer"), ("activation", "swish"), ("init", "orthogonal"), ("dropout", 1.0), ("dropout", -0.1)],
 )
-@pytest.mark.parametrize("kind", ["linear", "mlp", "cnn"])
+@pytest.mark.parametrize("kind", CLASSIFIERS)
 def test_invalid_knob_names_the_key(kind, knob, value):
+    if not takes(kind, knob):
+        pytest.skip(f"{kind} has no {knob}")
     with pytest.raises(ValueError, match=f"model.{knob}="):
         build(kind, **{knob: value})
 
@@ -162,7 +184,7 @@ def test_every_declared_activation_has_a_module():
 
 
 def test_one_kernel_size_and_one_per_block_are_the_same_architecture(tmp_path):
-    from conftest import write_checkpoint
+    from helpers.data import write_checkpoint
 
     from mnistlab.tasks.checkpoint import check_same_architecture
 
@@ -172,3 +194,53 @@ def test_one_kernel_size_and_one_per_block_are_the_same_architecture(tmp_path):
     check_same_architecture(str(ckpt), {**model, "kernel_size": 3})
     with pytest.raises(ValueError, match=r"model.kernel_size=\[3, 3\] \(not \[3, 5\]\)"):
         check_same_architecture(str(ckpt), {**model, "kernel_size": [3, 5]})
+
+
+@pytest.fixture(scope="module")
+def model_presets() -> dict[str, dict]:
+    """Each conf/model/*.yaml as the train config composes it: preset name → plain model settings."""
+    from hydra import compose, initialize_config_dir
+
+    from mnistlab.core.config import CONFIG_DIR, to_plain
+
+    names = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return {name: to_plain(compose("train", [f"model={name}"]).model) for name in names}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_builds_from_its_presets(name, model_presets):
+    """Every preset of a registered model, at its config defaults, built by ``create_model`` for inputs of the
+    shapes it trains on; a forward pass of the shape promised. Detectors through their task, in eval mode."""
+    from mnistlab.models import create_model
+    from mnistlab.tasks import task_class
+
+    presets = {preset: model for preset, model in model_presets.items() if model["name"] == name}
+    assert presets, f"the registered model {name!r} has no conf/model/*.yaml"
+    torch.manual_seed(0)
+    for preset, model in presets.items():
+        if model_task(name) == "classification":
+            for shape in SHAPES:
+                net = create_model(model, shape, 7).eval()
+                with torch.no_grad():
+                    out = net(torch.rand(2, *shape))
+                assert out.shape == (2, 7) and torch.isfinite(out).all(), preset
+            continue
+        shape = [1, 64, 64]  # a digit canvas (data=mnist_detection), small
+        task = task_class(model)(
+            model=model,
+            optim={"name": "sgd", "lr": 0.1},
+            scheduler={"name": "none"},
+            input_shape=shape,
+            num_classes=10,
+            mean=[0.1],
+            std=[0.3],
+            classes=[str(i) for i in range(10)],
+        ).eval()
+        with torch.no_grad():
+            detections = task(torch.rand(2, *shape))
+        assert len(detections) == 2, preset
+        for found in detections:
+            assert {"boxes", "labels", "scores"} <= set(found)
+            assert found["boxes"].shape[1:] == (4,) and len(found["labels"]) <= model["detections_per_image"]
+            assert ((found["labels"] >= 0) & (found["labels"] < 10)).all()  # the background is not a digit

@@ -13,7 +13,8 @@ import venv
 from pathlib import Path
 
 import pytest
-from conftest import FAST, REPO
+from helpers import REPO
+from helpers.cli import FAST, run_cli
 
 BIN = Path(sys.executable).parent
 COMMANDS = ("train", "evaluate", "predict", "serve", "export", "report", "scratch")
@@ -112,7 +113,6 @@ def test_serving_without_its_extra_is_one_line(monkeypatch):
 
 def test_mlflow_gets_the_hparams_row_and_metrics(tiny_data, tmp_path):
     pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
-    from conftest import run_cli
     from mlflow.tracking import MlflowClient
 
     run_cli("mnistlab.train", "logger=mlflow", *FAST, data_dir=tiny_data, cwd=tmp_path)
@@ -129,7 +129,6 @@ def test_mlflow_gets_the_hparams_row_and_metrics(tiny_data, tmp_path):
 
 def test_mlflow_names_each_sweep_run_by_its_choices(tiny_data, tmp_path):
     pytest.importorskip("mlflow", reason="the [mlflow] extra is not installed")
-    from conftest import run_cli
     from mlflow.tracking import MlflowClient
 
     sweep = ["-m", "logger=mlflow", "optim=sgd,adam", "seed=1,2", *FAST, "trainer.max_epochs=1"]

@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, REPO, run_cli
+from helpers import REPO
+from helpers.cli import FAST, run_cli
 
 from mnistlab.analysis.run_table import diff, format_diff, runs
 from mnistlab.core import provenance
-from mnistlab.core.records import RecordError, read_yaml
+from mnistlab.core.readers import RecordError, read_yaml
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import REAL_DATA, run_cli
+from helpers import REAL_DATA
+from helpers.cli import run_cli
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import REAL_DATA, run_cli
+from helpers import REAL_DATA
+from helpers.cli import run_cli
 
 from mnistlab.scratch.numpy_models import MLPNP, SoftmaxRegressionNP, cross_entropy
 

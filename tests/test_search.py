@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, REPO, free_port, needs, run_cli
+from helpers import REPO, needs
+from helpers.cli import FAST, free_port, run_cli
 
 pytestmark = needs("optuna")
 

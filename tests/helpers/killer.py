@@ -1,7 +1,7 @@
 """A callback that SIGKILLs its own process at a given step: a real crash in the middle of an epoch.
 
-Loaded by the training subprocess through ``+callbacks.kill._target_=killer.KillAtStep`` with this folder
-on PYTHONPATH.
+Loaded by the training subprocess through ``+callbacks.kill._target_=helpers.killer.KillAtStep`` with
+``tests/`` on PYTHONPATH.
 """
 
 import os
