@@ -100,7 +100,7 @@ def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> s
 
     ours = _our_error(err)
     if ours is not None:  # our own one-line error, raised inside Hydra (the sweeper's settings, say)
-        return first_line(ours)
+        return first_line(ours, limit=2000)  # its whole line: it names files and paths
     if not isinstance(err, ConfigCompositionException | OverrideParseException):
         return None
     text = str(err)
