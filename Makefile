@@ -26,11 +26,15 @@ install: $(STAMP)
 train: install  ## train and test the default CNN on MNIST (override anything: make train ARGS="optim=sgd")
 	$(BIN)/python -m mnistlab.train $(ARGS)
 
+# One test worker per core (pytest-xdist; a module's tests stay in one worker, which shares its fixtures), each
+# torch with one thread: two workers of two threads on two cores spend their time waiting for each other.
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto --dist loadfile
+
 test: install  ## the whole suite, end-to-end tests on real data included
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: install  ## skip the slow end-to-end tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
