@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import REAL_DATA  # noqa: F401  (tests/test_preprocess.py still imports it from here)
 from helpers.cli import FAST, run_cli
 from helpers.data import write_tiny_dataset
 
