@@ -50,23 +50,15 @@ def _table(path: str, csv_path: str | None) -> int:
         for row in rows:
             print("  ".join(f"{c}={row.get(c)}" for c in shown if row.get(c) is not None))
         return 0
+    table = [[row.get(c) for c in columns] for row in rows]
     if csv_path == "-":
-        writer = csv.DictWriter(sys.stdout, columns)
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(table)
         return 0
-    from mnistlab.core.files import atomic_write
+    from mnistlab.core.files import write_csv_atomic
 
-    def write(f) -> None:
-        import io
-
-        text = io.StringIO()
-        writer = csv.DictWriter(text, columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        f.write(text.getvalue().encode())
-
-    atomic_write(Path(csv_path), write)
+    write_csv_atomic(Path(csv_path), columns, table)
     print(csv_path)
     return 0
 

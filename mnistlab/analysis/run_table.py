@@ -175,10 +175,6 @@ def diff(a: Path | str, b: Path | str, metric: str = TEST_ACC) -> dict[str, Any]
     }
 
 
-def _show(value: Any) -> str:
-    return format_number(value)
-
-
 def format_diff(result: dict[str, Any]) -> str:
     """The diff as text for the terminal: A is the first run, B the second."""
     a, b = result["runs"]
@@ -186,12 +182,11 @@ def format_diff(result: dict[str, Any]) -> str:
     for title, key in (("config", "config"), ("provenance", "provenance"), ("packages", "packages")):
         rows = result[key]
         lines += ["", f"{title} that differs:" if rows else f"{title}: the same"]
-        lines += [f"  {name}: {_show(x)} → {_show(y)}" for name, x, y in rows]
+        lines += [f"  {name}: {format_number(x)} → {format_number(y)}" for name, x, y in rows]
     for run in result["missing_provenance"]:
         lines.append(f"  (no provenance recorded in {run}: made by an mnistlab that did not record it)")
     lines += ["", "metrics (A → B):"]
-    lines += [
-        f"  {name}: {_show(x)} → {_show(y)}" for name, x, y in result["metrics"] if x is not None or y is not None
-    ]
+    shown = [(name, x, y) for name, x, y in result["metrics"] if x is not None or y is not None]
+    lines += [f"  {name}: {format_number(x)} → {format_number(y)}" for name, x, y in shown]
     lines += ["", result["noise"]]
     return "\n".join(lines)

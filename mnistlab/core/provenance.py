@@ -186,10 +186,7 @@ def collect(argv: list[str] | None = None, data: dict[str, Any] | None = None) -
 
 def write(run_dir: Path, argv: list[str] | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the run's provenance files (atomically, never through a link); returns the record."""
-    from mnistlab.core.files import atomic_write, write_json_atomic
-
-    def write_text_atomic(path: Path, text: str) -> None:
-        atomic_write(path, lambda f: f.write(text.encode()))
+    from mnistlab.core.files import write_json_atomic, write_text_atomic
 
     record, package_text, patch = collect(argv, data)
     run_dir = Path(run_dir)
@@ -204,12 +201,11 @@ def write(run_dir: Path, argv: list[str] | None = None, data: dict[str, Any] | N
 
 def read(run_dir: Path) -> dict[str, Any] | None:
     """A run dir's provenance record (data: never executed), or None when it has none or it is unreadable."""
-    path = Path(run_dir) / PROVENANCE_FILE
+    from mnistlab.core.readers import RecordError, read_json
+
     try:
-        if path.stat().st_size > 1_000_000:
-            return None
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(Path(run_dir) / PROVENANCE_FILE, limit=1_000_000)
+    except RecordError:
         return None
     return data if isinstance(data, dict) else None
 
