@@ -194,3 +194,26 @@ def test_a_rerun_trains_the_recorded_config_again_and_matches(tiny_data, tmp_pat
         "rerun of" in changed.stderr + changed.stdout
         and "other packages: torch 0.0.0+was" in changed.stdout + changed.stderr
     )
+
+
+def test_the_seed_noise_line_pools_the_replicates_as_an_independent_computation_does(tmp_path):
+    """Two configurations × three seeds in one sweep: the diff's seed sd is the pooled within-configuration sd
+    (numpy's, computed here), and the verdict follows the ±2√2·sd bound."""
+    import numpy as np
+
+    values = {"sgd": [0.951, 0.957, 0.949], "adam": [0.981, 0.975, 0.979]}
+    (tmp_path / "sweep.json").write_text(json.dumps({"swept": {"optim": ["sgd", "adam"], "seed": [1, 2, 3]}}))
+    job = 0
+    for optim, accs in values.items():
+        for seed, acc in enumerate(accs, start=1):
+            run = tmp_path / str(job)
+            (run / ".hydra").mkdir(parents=True)
+            (run / ".hydra" / "config.yaml").write_text(f"optim:\n  name: {optim}\nseed: {seed}\n")
+            record = {"status": "completed", "hparams": {"optim": optim, "seed": seed}, "test/acc": acc}
+            (run / "metrics.json").write_text(json.dumps(record))
+            job += 1
+    pooled = np.sqrt((np.var(values["sgd"], ddof=1) * 2 + np.var(values["adam"], ddof=1) * 2) / 4)
+    noise = diff(tmp_path / "0", tmp_path / "3")["noise"]
+    assert f"seed sd {pooled:.4g} from 6 replicate runs" in noise
+    assert "beyond seed noise" in noise  # 0.030 > 2√2 × 0.0032
+    assert "within seed noise" in diff(tmp_path / "0", tmp_path / "1")["noise"]  # two seeds of one configuration
