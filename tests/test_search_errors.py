@@ -51,3 +51,78 @@ def test_bad_sweeper_settings_exit_2_with_one_line(override, expected, tmp_path)
     )
     assert done.returncode == 2 and expected in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def _open(sweep_dir, storage=None):
+    """The sweeper's study, opened as ``sweep`` opens it; (the error line, seconds it took)."""
+    import time
+
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.errors import MnistlabError
+    from mnistlab.search.sweeper import OptunaSweeper
+
+    sweeper = OptunaSweeper(storage=storage)
+    sweeper.config = OmegaConf.create({})
+    sweeper.sweep_dir = sweep_dir
+    start = time.monotonic()
+    with pytest.raises(MnistlabError) as raised:
+        sweeper._open_study(parse_space(SPACE, [])[0])
+    message = str(raised.value)
+    assert "\n" not in message
+    return message, time.monotonic() - start
+
+
+def _real_study(path):
+    import optuna
+
+    study = optuna.create_study(storage=f"sqlite:///{path}", study_name="mnistlab", direction="maximize")
+    for value in (0.1, 0.2, 0.3):
+        trial = study.ask()
+        trial.suggest_float("optim.lr", 1e-4, 0.1)
+        study.tell(trial, value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_study_database_is_one_line_at_once(damage, tmp_path):
+    pytest.importorskip("optuna")
+    db = tmp_path / "optuna.db"
+    if damage == "garbage":
+        db.write_bytes(b"\x00garbage bytes, not SQLite\xff" * 100)
+    else:
+        _real_study(db)
+        db.write_bytes(db.read_bytes()[:8192])
+    before = db.read_bytes()
+    message, seconds = _open(tmp_path)
+    assert message.startswith(f"{db.resolve()} is not a readable Optuna study (")
+    assert "move it away" in message and seconds < 2
+    assert db.read_bytes() == before  # the user's file is left as it was
+
+
+def test_a_database_server_that_refuses_is_one_line_at_once(tmp_path):
+    pytest.importorskip("optuna")
+    pytest.importorskip("psycopg", reason="the [postgres] extra is not installed")
+    message, seconds = _open(tmp_path, "postgresql://u:p@127.0.0.1:1/db")
+    assert message.startswith("hydra.sweeper.storage: cannot open the study (") and "Connection refused" in message
+    assert ":p@" not in message and seconds < 2
+
+
+def test_a_wrong_database_password_is_one_line_at_once(tmp_path):
+    pytest.importorskip("optuna")
+    from helpers.postgres import postgres_server
+
+    with postgres_server(password="right") as url:
+        message, seconds = _open(tmp_path, url.replace(":right@", ":wrong@"))
+    assert "password authentication failed" in message and "wrong" not in message and seconds < 2
+
+
+def test_a_damaged_study_database_exits_2_with_one_line(tmp_path):
+    pytest.importorskip("optuna")
+    (tmp_path / "search").mkdir()
+    (tmp_path / "search" / "optuna.db").write_bytes(b"not a database" * 100)
+    args = ["-m", "hparams_search=optuna", f"hydra.sweep.dir={tmp_path / 'search'}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "mnistlab.train", *args], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "is not a readable Optuna study" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr

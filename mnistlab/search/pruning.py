@@ -43,5 +43,7 @@ class OptunaPruning(L.Callback):
         epoch = trainer.current_epoch + 1
         value = float(trainer.callback_metrics[self.monitor])
         self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
+        # a trial at its last epoch has finished its work: pruning it would throw away a value that may be the best
+        last = trainer.max_epochs is not None and trainer.max_epochs > 0 and epoch >= trainer.max_epochs
+        if not last and self.trial.should_prune():
             raise TrialPruned(f"pruned at epoch {epoch} with {self.monitor} {value:.4f}")

@@ -71,7 +71,7 @@ def _param(key: str, spec: Any) -> Param:
 def _from_override(override: Any) -> Param:
     from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
 
-    key, sweep = override.key_or_group, override.value()
+    key, sweep = override.get_key_element(), override.value()  # with its prefix: +a=1,2 adds a key, as in a grid
     if isinstance(sweep, IntervalSweep):
         kind = "int" if isinstance(sweep.start, int) and isinstance(sweep.end, int) else "float"
         assert sweep.start is not None and sweep.end is not None  # interval(start, end) needs both
@@ -83,20 +83,20 @@ def _from_override(override: Any) -> Param:
 
 def parse_space(params: dict[str, Any] | None, arguments: list[str]) -> tuple[list[Param], list[str]]:
     """The search space (the YAML params, then sweeps given on the command line, which replace a param of the
-    same key) and the fixed overrides every trial gets."""
+    same key) and the fixed overrides every trial gets. An empty space is one trial of the fixed overrides, as
+    Hydra's basic sweeper runs one job when nothing is swept."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     space = {key: _param(key, spec) for key, spec in (params or {}).items()}
     fixed: list[str] = []
     for override in OverridesParser.create().parse_overrides(arguments):
         if override.is_sweep_override():
-            space[override.key_or_group] = _from_override(override)
+            space.pop(override.key_or_group, None)
+            space[override.get_key_element()] = _from_override(override)
         else:
             assert override.input_line is not None  # set for every override parsed from a string
             fixed.append(override.input_line)
             space.pop(override.key_or_group, None)  # a value given on the command line is not searched
-    if not space:
-        raise ConfigError("the search space is empty: declare hydra.sweeper.params or sweep a key (a=1,2)")
     given = {line.partition("=")[0].lstrip("+~"): line.partition("=")[2] for line in fixed}
     for key, param in list(space.items()):
         for parent in [k for k in param.when if k not in space and k in given]:
@@ -111,9 +111,24 @@ def parse_space(params: dict[str, Any] | None, arguments: list[str]) -> tuple[li
         missing = [k for k in param.when if k not in space]
         if missing:
             raise ConfigError(f"hparams_search param {param.key}: 'when' names {missing[0]}, which is not searched")
-    # a conditional parameter after those it depends on, so that its condition can be evaluated
-    ordered = [p for p in space.values() if not p.when] + [p for p in space.values() if p.when]
-    return ordered, fixed
+    return _dependency_order(list(space.values())), fixed
+
+
+def _dependency_order(params: list[Param]) -> list[Param]:
+    """Each parameter after those its ``when`` names (so that its condition can be evaluated), otherwise in
+    declaration order, whatever order the space declares them in; a cycle of conditions is refused."""
+    ordered: list[Param] = []
+    placed: set[str] = set()
+    left = list(params)
+    while left:
+        ready = [p for p in left if set(p.when) <= placed]
+        if not ready:
+            names = ", ".join(sorted(p.key for p in left if p.when))
+            raise ConfigError(f"hparams_search params {names}: their 'when' conditions depend on each other in a cycle")
+        ordered += ready
+        placed |= {p.key for p in ready}
+        left = [p for p in left if p.key not in placed]
+    return ordered
 
 
 def sample(space: list[Param], trial: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import shlex
 import threading
 import time
 import warnings
@@ -27,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
-from mnistlab.core.errors import ConfigError, MnistlabError, first_line
+from mnistlab.core.errors import ConfigError, Interrupted, MnistlabError, first_line
 from mnistlab.core.extras import require
-from mnistlab.core.files import write_json_atomic
+from mnistlab.core.files import write_json_atomic, write_text_atomic
 from mnistlab.core.record import RANK_BY, REASON, STATUS, Status, not_completed, read_record, write_record
 
 if TYPE_CHECKING:
@@ -37,7 +38,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mnistlab.search")
 SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
+OVERRIDES_ATTR = "overrides"  # a trial's user attribute: the overrides it was launched with
+TERMINATED = "terminated"  # a trial's user attribute: the signal that stopped it (it is run again)
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
+CONNECT_TIMEOUT_S = 10  # a database server that does not answer within this long is an error
 
 
 def _plain(value: Any) -> Any:
@@ -120,10 +124,12 @@ class OptunaSweeper(Sweeper):
         # the default SQLite file in a sweep dir this process holds (its lock): no other worker can be running
         self.local = self.storage_url is None and not self.config.get("skip_completed")
         heartbeat: dict[str, Any] = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
-        for attempt in range(6):  # workers starting together race to create the tables and the study
+        if url.startswith("postgresql"):  # a host that does not answer: an error, not a wait of minutes
+            heartbeat["engine_kwargs"] = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+        for attempt in range(2):  # workers starting together race to create the tables and the study: once more
             try:
                 self.storage = RDBStorage(url, **heartbeat)
-                return optuna.create_study(
+                study = optuna.create_study(
                     study_name=self.study_name,
                     storage=self.storage,
                     sampler=self._sampler(space),
@@ -131,13 +137,28 @@ class OptunaSweeper(Sweeper):
                     direction=self.direction,  # type: ignore[arg-type]  # "maximize" or "minimize": __init__ checks
                     load_if_exists=True,
                 )
+                study.get_trials(deepcopy=False)  # a damaged database shows here, not in the middle of the search
+                return study
             except ConfigError:
                 raise
             except Exception as err:  # a server that does not answer, a driver that is not installed, a race
-                if attempt == 5:
-                    raise MnistlabError(f"hydra.sweeper.storage: cannot open the study ({first_line(err)})") from None
-                time.sleep(0.5 + random.random())
+                if attempt == 1 or not _a_race(err):
+                    raise MnistlabError(self._storage_error(url, err)) from None
+                time.sleep(0.2 + 0.3 * random.random())
         raise AssertionError("unreachable")
+
+    def _storage_error(self, url: str, err: Exception) -> str:
+        """One line that says what is wrong with the study's database and what to do."""
+        if self.storage_url is None:
+            db = self.sweep_dir.resolve() / "optuna.db"
+            return (
+                f"{db} is not a readable Optuna study ({first_line(err)}): move it away to start the search anew "
+                "there, or give this one a new hydra.sweep.dir=…"
+            )
+        return (
+            f"hydra.sweeper.storage: cannot open the study ({first_line(err)}); check the URL, that the database "
+            "server is up, and its user and password"
+        )
 
     def _requeue_dead(self, study: Any) -> None:
         """Trials a dead worker left RUNNING are failed and queued again (a retry is not retried again). For a
@@ -155,6 +176,7 @@ class OptunaSweeper(Sweeper):
         retried = {t.user_attrs.get("retry_of") for t in trials}
         for trial in trials:
             attrs = trial.user_attrs
+            # failed by a dead worker above, or marked terminated when a signal stopped its search
             dead = trial.state == TrialState.FAIL and "reason" not in attrs and not attrs.get("surplus")
             if dead and trial.number not in retried and attrs.get("retry_of") is None:
                 log.warning("trial %d stopped with its worker: queued again", trial.number)
@@ -165,7 +187,8 @@ class OptunaSweeper(Sweeper):
         """The dead trial's run dir says what became of it (it is kept, and never reused)."""
         run_dir = self.sweep_dir / str(number)
         record = read_record(run_dir)
-        if run_dir.is_dir() and (record is None or record.get(STATUS) in (Status.RUNNING, Status.UNREADABLE)):
+        stopped = (Status.RUNNING, Status.UNREADABLE, Status.INTERRUPTED)
+        if run_dir.is_dir() and (record is None or record.get(STATUS) in stopped):
             reason = "its search process stopped during the trial; the trial was queued again with the same values"
             write_record(run_dir, {**(record or {}), **not_completed(Status.REQUEUED, reason)})
 
@@ -197,7 +220,13 @@ class OptunaSweeper(Sweeper):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
         space, fixed = parse_space(self.params, arguments)
+        self.argument_keys = [a.partition("=")[0] for a in arguments]  # a job's overrides in the command line's order
+        if not space and self.n_trials > 1:
+            log.info("nothing is searched (no hydra.sweeper.params, no a=1,2 sweep): one trial")
+            self.n_trials = 1
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        # the sweep's config, as Hydra's own sweeper writes it (unresolved, as composed)
+        write_text_atomic(self.sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
         study = self._open_study(space)
         for values in self.enqueue:
             study.enqueue_trial(dict(values), skip_if_exists=True)
@@ -259,32 +288,72 @@ class OptunaSweeper(Sweeper):
     def _run(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], fixed: list[str]) -> Any:
         from mnistlab.search.space import as_overrides
 
+        # a trial runs in <sweep dir>/<trial number>: the job number that Hydra's default subdir names it by when
+        # the batch's trial numbers follow each other (another worker of a shared study may have taken one between)
+        numbers = [t.number for t, _ in batch]
+        by_job_num = OmegaConf.to_container(self.config.hydra.sweep).get("subdir") == "${hydra.job.num}"  # type: ignore[union-attr]
+        own_subdir = not by_job_num or numbers != list(range(numbers[0], numbers[0] + len(numbers)))
+        # the app's own search node (mnistlab's train.yaml) tells each trial its study; another app has none
+        searched = isinstance(self.config.get("search"), DictConfig)
         jobs = []
         for trial, values in batch:
             trial.set_user_attr("run_dir", str(self.sweep_dir / str(trial.number)))
-            jobs.append(
-                [
-                    *fixed,
-                    *as_overrides(values),
-                    f"hydra.sweep.subdir={trial.number}",
+            job = self._in_order([*fixed, *as_overrides(values)])
+            trial.set_user_attr(OVERRIDES_ATTR, job)  # what "train it again" runs
+            job = list(job)
+            if own_subdir:
+                job.append(f"hydra.sweep.subdir={trial.number}")
+            if searched:
+                job += [
                     f"search.trial={trial.number}",  # the study itself: hydra.sweeper.storage/study_name
                     f"search.monitor={self.objective.removesuffix('_best')}",
                 ]
-            )
+            jobs.append(job)
         results = None
         with _Heartbeats(self.storage, [t for t, _ in batch], None if self.local else self.heartbeat_interval):
             try:
                 results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
             except Exception as err:  # a launcher or compose error: these trials failed, the search goes on
                 log.error("trials %s could not be launched: %s", [t.number for t, _ in batch], first_line(err))
-        for trial, _ in batch:
-            self._tell(study, trial)
+            except (Interrupted, SystemExit) as stop:  # SIGTERM (preemption) or Ctrl-C during a trial
+                self._terminated(study, batch, stop)
+                raise
+        returned = list(results or [])
+        for i, (trial, _) in enumerate(batch):
+            self._tell(study, trial, returned[i] if i < len(returned) else None)
         return results
 
-    def _tell(self, study: Any, trial: Any) -> None:
+    def _in_order(self, overrides: list[str]) -> list[str]:
+        """As Hydra's basic sweeper gives them: in the order of the command line, the space's own keys after."""
+        keys = getattr(self, "argument_keys", [])
+        place = {key: i for i, key in enumerate(keys)}
+        return sorted(overrides, key=lambda o: place.get(o.partition("=")[0], len(keys)))
+
+    def _terminated(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], stop: BaseException) -> None:
+        """A signal ended the search during these trials: those that finished are told as usual; the others are
+        failed with the mark ``terminated`` (not a failure of their values: the next run of the search queues
+        them again with the same values, without waiting for a heartbeat to go stale)."""
+        import signal
+
         from optuna.trial import TrialState
 
-        record = read_record(self.sweep_dir / str(trial.number)) or not_completed(Status.FAILED, "no metrics.json")
+        name: str | None = stop.name if isinstance(stop, Interrupted) else None
+        code = stop.code if isinstance(stop, SystemExit) and isinstance(stop.code, int) else 0
+        if code > 128 and code - 128 in {s.value for s in signal.Signals}:  # how mnistlab-train ends on a signal
+            name = signal.Signals(code - 128).name
+        for trial, _ in batch:
+            record = read_record(self.sweep_dir / str(trial.number)) or {}
+            if name is None or record.get(STATUS) in (Status.COMPLETED, Status.PRUNED):
+                self._tell(study, trial)
+            elif self.storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
+                trial.set_user_attr(TERMINATED, name)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                log.warning("trial %d stopped by %s: the next run of the search runs it again", trial.number, name)
+
+    def _tell(self, study: Any, trial: Any, returned: Any = None) -> None:
+        from optuna.trial import TrialState
+
+        record = read_record(self.sweep_dir / str(trial.number)) or _returned_record(returned, self.objective)
         status = record.get(STATUS)
         value = record.get(self.objective)
         if status == Status.COMPLETED and isinstance(value, int | float) and math.isfinite(value):
@@ -301,6 +370,19 @@ class OptunaSweeper(Sweeper):
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             log.error("trial %d failed: %s", trial.number, reason)
 
+    def _ran(self, trial: Any, otherwise: list[str]) -> list[str]:
+        """The overrides the trial ran with (its job's ``.hydra/overrides.yaml``, else those recorded in the study
+        when it was launched), less the sweeper's own; ``otherwise`` for a trial that recorded none."""
+        from mnistlab.core.config import read_overrides
+
+        run_dir = Path(str(trial.user_attrs.get("run_dir") or self.sweep_dir / str(trial.number)))
+        try:
+            ran = read_overrides(run_dir)
+        except ConfigError:
+            recorded = trial.user_attrs.get(OVERRIDES_ATTR)
+            ran = recorded if isinstance(recorded, list) and all(isinstance(o, str) for o in recorded) else otherwise
+        return [o for o in ran if o.partition("=")[0].lstrip("+~").split(".")[0] not in ("search", "hydra")]
+
     def _write_search_file(self, study: Any, fixed: list[str]) -> None:
         """The study as data for the sweep report: trials, importances, the best trial's command line."""
 
@@ -315,6 +397,7 @@ class OptunaSweeper(Sweeper):
                 "reason": t.user_attrs.get("reason"),
                 "retry_of": t.user_attrs.get("retry_of"),
                 "surplus": bool(t.user_attrs.get("surplus")),
+                "terminated": t.user_attrs.get(TERMINATED),
             }
             for t in study.get_trials(deepcopy=False)
         ]
@@ -325,13 +408,28 @@ class OptunaSweeper(Sweeper):
             data["best"] = {
                 "number": best.number,
                 "value": best.value,
-                "command": " ".join(["mnistlab-train", *fixed, *as_overrides(best.params)]),
+                "command": shlex.join(["mnistlab-train", *self._ran(best, [*fixed, *as_overrides(best.params)])]),
             }
         found = param_importances(study)
         if found:
             data["importances"], data["importance_method"] = found
             data["importance_trials"] = len(completed)
         write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
+
+
+def _returned_record(returned: Any, objective: str) -> dict[str, Any]:
+    """A job that wrote no metrics.json (an app other than mnistlab's): its task function's return value is
+    the objective, as for Hydra's own sweepers."""
+    from hydra.core.utils import JobStatus
+
+    if returned is None:
+        return not_completed(Status.FAILED, "no metrics.json")
+    if returned.status != JobStatus.COMPLETED:
+        return not_completed(Status.FAILED, first_line(returned._return_value))
+    value = returned.return_value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {STATUS: Status.COMPLETED, objective: float(value)}
+    return not_completed(Status.FAILED, f"no metrics.json, and the job returned {type(value).__name__}, not a number")
 
 
 IMPORTANCE_METHOD = "fANOVA (Optuna's FanovaImportanceEvaluator: a random forest of 64 trees, seed 0)"
@@ -358,19 +456,47 @@ def param_importances(study: Any) -> tuple[dict[str, float], str] | None:
 
 def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
     """Optuna's grid sampler without its ``study.stop()`` when the grid is used up, which raises outside
-    ``study.optimize`` (the sweeper stops at n_trials, capped at the grid's size)."""
+    ``study.optimize`` (the sweeper stops at n_trials, capped at the grid's size). Without a seed the points
+    come in the order Hydra's basic sweeper runs them (the grid's keys as declared, the last varying fastest)
+    rather than shuffled."""
+    import itertools
+
     import optuna
 
     class GridSampler(optuna.samplers.GridSampler):
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
             return None
 
-    return GridSampler(grid, seed=seed)
+    sampler = GridSampler(grid, seed=seed)
+    if seed is None:  # Optuna's grid points are tuples of the values of its sorted parameter names
+        keys = list(grid)
+        names = sorted(keys)
+        points = [dict(zip(keys, point, strict=True)) for point in itertools.product(*grid.values())]
+        sampler._all_grids = [tuple(point[name] for name in names) for point in points]
+    return sampler
 
 
 def study_url(storage: str | None, sweep_dir: Path) -> str:
-    """The study's database: hydra.sweeper.storage, else optuna.db (SQLite) in the sweep dir."""
+    """The study's database: hydra.sweeper.storage, else optuna.db (SQLite) in the sweep dir. A plain
+    ``postgresql://`` (SQLAlchemy's psycopg2) uses psycopg 3, the driver of the [postgres] extra, when psycopg2
+    is not installed."""
+    if storage and storage.startswith("postgresql://"):
+        from mnistlab.core.extras import installed
+
+        if not installed("psycopg2") and installed("psycopg"):
+            storage = "postgresql+psycopg://" + storage.removeprefix("postgresql://")
     return storage or f"sqlite:///{Path(sweep_dir).resolve()}/optuna.db"
+
+
+def _a_race(err: Exception) -> bool:
+    """Whether opening the study failed because another worker was creating the same tables or study at that
+    moment (worth one more try), rather than for a reason that another try would meet again."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError
+
+    text = str(err).lower()
+    raced = ("already exists", "database is locked", "deadlock", "duplicate")
+    return isinstance(err, IntegrityError | optuna.exceptions.DuplicatedStudyError) or any(w in text for w in raced)
 
 
 def make_pruner(spec: dict[str, Any] | None) -> Any:

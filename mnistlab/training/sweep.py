@@ -6,7 +6,9 @@ Each job records ``status`` in its metrics.json; this reads them back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import statistics
 from pathlib import Path
 from typing import Any, cast
@@ -127,9 +129,12 @@ def _best_configuration(
 
 
 def close_sweep(sweep_dir: Path) -> int:
-    """``summarize``, then let go of the sweep dir; returns the number of runs not completed."""
+    """``summarize``, then let go of the sweep dir; returns the number of runs not completed. In a worker of
+    the sweep's joblib launcher it does nothing: the sweep's own process closes the books, once."""
     from mnistlab.core.files import release_dir
 
+    if os.environ.get(SWEEP_PID, str(os.getpid())) != str(os.getpid()):
+        return 0
     failed = summarize(sweep_dir)
     release_dir(sweep_dir)
     return failed
@@ -183,8 +188,80 @@ def _stop_idle_workers(config: DictConfig) -> None:
     """With ``hydra/launcher=joblib``, end the worker processes as soon as every job has returned: left to
     the interpreter's exit, each one's own teardown (torch, Lightning) is waited for, ~2 s at the end of every
     sweep. They are idle by then, their jobs' files written and closed."""
-    if not is_joblib(config.hydra.launcher):
-        return
+    if is_joblib(config.hydra.launcher):
+        _stop_workers()
+
+
+SWEEP_PID = "MNISTLAB_SWEEP_PID"  # the process of a joblib sweep, as its workers inherit it
+WORKER_GRACE_S = 30.0  # how long an interrupted joblib sweep waits for its workers to record their jobs
+
+
+def _workers() -> list[int]:
+    """The pids of the joblib launcher's worker processes (loky's executor), none when it has not started."""
+    import sys
+
+    executor = getattr(sys.modules.get("joblib.externals.loky.reusable_executor"), "_executor", None)
+    return [int(pid) for pid in list(getattr(executor, "_processes", None) or {})]
+
+
+def _interrupt_workers(sweep_dir: Path, signum: int) -> None:
+    """A signal to a joblib sweep's process: each worker gets it too (Ctrl-C reaches them with the terminal's
+    process group, a ``kill`` does not), records its job as ``interrupted``, and is then ended; a job that
+    never got to record is recorded here. Then the sweep's books are closed once, by this process (the report,
+    the summary), and it exits with 128 + the signal's number, as the basic launcher does."""
+    import signal
+    import sys
+    import time
+
+    from mnistlab.core.files import dir_busy
+    from mnistlab.core.record import not_completed, write_record
+
+    signal.signal(signum, signal.default_int_handler)  # a second Ctrl-C ends the process at once
+    name = signal.Signals(signum).name
+    for pid in _workers():
+        with contextlib.suppress(OSError):  # a worker that has already gone
+            os.kill(pid, signum)
+    deadline = time.monotonic() + WORKER_GRACE_S
+    while time.monotonic() < deadline and any(dir_busy(job) for job in job_dirs(sweep_dir)):
+        time.sleep(0.05)
+    _stop_workers()
+    for job in job_dirs(sweep_dir):
+        record = read_record(job)
+        if not dir_busy(job) and (record is None or record.get(STATUS) == Status.RUNNING):
+            write_record(job, {**(record or {}), **not_completed(Status.INTERRUPTED, f"{name} before it finished")})
+    close_sweep(sweep_dir)
+    print(f"interrupted by {name}", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)  # as mnistlab.core.errors.run_command ends an interrupted run
+
+
+_PREVIOUS: dict[int, Any] = {}  # the handlers a joblib sweep replaced, restored when it ends
+
+
+def _catch_signals(sweep_dir: Path) -> None:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signals reach the main thread only
+
+    def interrupt(signum: int, frame: object) -> None:
+        _interrupt_workers(sweep_dir, signum)
+
+    os.environ[SWEEP_PID] = str(os.getpid())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        _PREVIOUS[signum] = signal.signal(signum, interrupt)
+
+
+def _restore_signals() -> None:
+    import signal
+
+    for signum, handler in _PREVIOUS.items():
+        signal.signal(signum, handler)
+    _PREVIOUS.clear()
+    os.environ.pop(SWEEP_PID, None)
+
+
+def _stop_workers() -> None:
     import sys
 
     executors = sys.modules.get("joblib.externals.loky.reusable_executor")
@@ -209,6 +286,8 @@ class SweepSummary(Callback):
                 acquire_dir(sweep_dir)
             except BusyError as busy:
                 exit_with(busy)
+        if is_joblib(config.hydra.launcher):  # SIGINT and SIGTERM close the books here, not in each worker
+            _catch_signals(sweep_dir)
         try:
             _write_factors(config, sweep_dir)  # after the lock: a refused sweep writes nothing into the dir
         except SystemExit:
@@ -220,6 +299,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         _stop_idle_workers(config)
+        _restore_signals()
         sweep_dir = Path(config.hydra.sweep.dir)
         # a search tolerates failed trials (its max_failures stops it with an error); a grid sweep does not
         search = (sweep_dir / "search.json").is_file()
