@@ -118,8 +118,8 @@ async def hostile_mix(port: int, normal: list[bytes]) -> tuple[list[float], list
     health_request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     health, predicts, errors, running = [], [], 0, True
 
-    async def attacker() -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def attacker(address: str) -> None:  # each attacker a client of its own loopback address
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(address, 0))
         for _ in range(ATTACK_ROUNDS):
             writer.write(attack)
             await read_response(reader)
@@ -127,7 +127,7 @@ async def hostile_mix(port: int, normal: list[bytes]) -> tuple[list[float], list
 
     async def probe(request: bytes, into: list[float], pause: float) -> None:
         nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
         while running:
             start = time.perf_counter()
             writer.write(request)
@@ -139,7 +139,7 @@ async def hostile_mix(port: int, normal: list[bytes]) -> tuple[list[float], list
 
     probes = [asyncio.create_task(probe(health_request, health, 0.01))]
     probes += [asyncio.create_task(probe(normal[i], predicts, 0.0)) for i in range(2)]
-    await asyncio.gather(*(attacker() for _ in range(ATTACKERS)))
+    await asyncio.gather(*(attacker(f"127.0.1.{i + 1}") for i in range(ATTACKERS)))
     running = False
     await asyncio.gather(*probes)
     return health, predicts, errors

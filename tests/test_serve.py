@@ -253,3 +253,177 @@ def test_no_image_mode_or_mangled_file_gives_a_500(client):
         for position in rng.integers(8, len(mangled), size=5):
             mangled[position] = int(rng.integers(0, 256))
         assert post(client, bytes(mangled)).status_code in (200, 400, 413)
+
+
+# -- cards checked against the model ---------------------------------------------------------------------
+def misfit_checkpoint(path, change: str):
+    """A checkpoint whose card (classes, input shape) or weights do not fit its network."""
+    write_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    hparams, state = checkpoint["hyper_parameters"], checkpoint["state_dict"]
+    weight = next(k for k in state if k.startswith("net.") and k.endswith("weight"))
+    if change == "three classes":
+        hparams["classes"] = ["a", "b", "c"]
+    elif change == "duplicate classes":
+        hparams["classes"] = ["x"] * 10
+    elif change == "huge input":
+        hparams["input_shape"] = [1, 60000, 60000]
+    elif change == "integer weights":
+        state[weight] = (state[weight] * 100).long()
+    torch.save(checkpoint, path)
+    return path
+
+
+MISFITS = {
+    "three classes": "has a card that does not fit its model: classes has 3 names for the model's 10 outputs",
+    "duplicate classes": "classes names 'x' more than once",
+    "huge input": "input_shape=[1, 60000, 60000] is not (C, H, W) with C <= 4 and sides <= 4096",
+    "integer weights": "as torch.int64; weights must be float32 (or float16, bfloat16, float64)",
+}
+
+
+@pytest.mark.parametrize("command", ["predict", "serve", "evaluate", "export"])
+@pytest.mark.parametrize("change", MISFITS)
+def test_a_card_that_does_not_fit_its_model_is_one_line(command, change, command_error, tmp_path):
+    ckpt = misfit_checkpoint(tmp_path / "misfit.ckpt", change)
+    (tmp_path / "digit.png").write_bytes(png_bytes(seven()))
+    args = {"predict": [f"inputs={tmp_path / 'digit.png'}"], "serve": ["port=0"]}.get(command, [])
+    message = command_error(command, f"ckpt_path={ckpt}", *args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert message.startswith(f"ckpt_path={ckpt} ") and MISFITS[change] in message, message
+    assert [p.name for p in tmp_path.glob("misfit*")] == ["misfit.ckpt"]  # no export written beside it
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_half_and_double_weights_load_as_float32(dtype, checkpoint, predictor, tmp_path):
+    """Runs trained with trainer.precision=16-true or bf16-true save half-precision weights: they load."""
+    saved = torch.load(checkpoint, weights_only=True)
+    state = saved["state_dict"]
+    for key, value in state.items():
+        if value.is_floating_point():
+            state[key] = value.to(dtype)
+    torch.save(saved, tmp_path / "cast.ckpt")
+    batch = np.random.default_rng(0).random((4, 1, 28, 28), dtype=np.float32)
+    cast = Predictor(str(tmp_path / "cast.ckpt"))
+    assert next(cast.backend.model.parameters()).dtype == torch.float32
+    atol = 1e-6 if dtype == torch.float64 else 3e-2
+    np.testing.assert_allclose(cast.backend(batch), predictor.backend(batch), atol=atol)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason="the [export] extra is not installed")
+    output = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    run_command("export", [f"ckpt_path={checkpoint}", f"output={output}"])
+    return output
+
+
+ONNX_MISFITS = {
+    "three classes": ({"classes": ["a", "b", "c"]}, "classes has 3 names for the model's 10 outputs"),
+    "duplicate classes": ({"classes": ["x"] * 10}, "classes names 'x' more than once"),
+    "another input": ({"input_shape": [1, 32, 32]}, "input_shape=[1, 32, 32] is not the graph's input [1, 28, 28]"),
+    "huge input": ({"input_shape": [1, 60000, 60000]}, "input_shape=[1, 60000, 60000] is not (C, H, W)"),
+}
+
+
+@pytest.mark.parametrize("change", ONNX_MISFITS)
+def test_onnx_metadata_that_does_not_fit_the_graph_is_one_line(change, onnx_file, command_error, tmp_path):
+    import onnx
+
+    proto = onnx.load(str(onnx_file))
+    (entry,) = [p for p in proto.metadata_props if p.key == "mnistlab"]
+    update, expected = ONNX_MISFITS[change]
+    entry.value = json.dumps({**json.loads(entry.value), **update})
+    onnx.save(proto, str(tmp_path / "misfit.onnx"))
+    (tmp_path / "digit.png").write_bytes(png_bytes(seven()))
+    for command, args in (("predict", [f"inputs={tmp_path / 'digit.png'}"]), ("serve", ["port=0"])):
+        message = command_error(command, "backend=onnx", f"onnx_path={tmp_path / 'misfit.onnx'}", *args)
+        assert message.startswith(f"onnx_path={tmp_path / 'misfit.onnx'} has a card that does not fit its model: ")
+        assert expected in message, message
+
+
+# -- a server that slow or greedy clients cannot starve ---------------------------------------------------
+def _connect(port: int, source: str):
+    import socket
+
+    return socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0))
+
+
+def _closings(sockets: list, seconds: float) -> dict[int, tuple[float, bytes]]:
+    """When (seconds from now) the server closed each socket, and what it sent first."""
+    import selectors
+    import time
+
+    start, ends = time.monotonic(), {}
+    received = {i: b"" for i in range(len(sockets))}
+    with selectors.DefaultSelector() as selector:
+        for i, sock in enumerate(sockets):
+            selector.register(sock, selectors.EVENT_READ, i)
+        while len(ends) < len(sockets) and time.monotonic() - start < seconds:
+            for key, _ in selector.select(timeout=0.05):
+                chunk = key.fileobj.recv(4096)
+                received[key.data] += chunk
+                if not chunk:
+                    ends[key.data] = (time.monotonic() - start, received[key.data])
+                    selector.unregister(key.fileobj)
+    return ends
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="binds 127.0.0.2… as sources")
+def test_idle_slow_and_greedy_clients_are_closed_and_health_still_answers(checkpoint):
+    """64 idle connections from one address (8 kept, 56 refused), half a request line, a body that stops:
+    /health answers from another address within a second, each slow one is closed after its deadline."""
+    import time
+
+    import httpx
+    from helpers.cli import serving
+
+    deadlines = ["idle_timeout_s=1.5", "header_timeout_s=1", "body_timeout_s=1", "access_log=false"]
+    with serving(checkpoint, *deadlines) as url:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        time.sleep(0.5)  # the server counts down the start-up probe's connection from 127.0.0.1
+        idle = [_connect(port, "127.0.0.1") for _ in range(64)]
+        half = _connect(port, "127.0.0.2")
+        half.sendall(b"GET /hea")
+        body = _connect(port, "127.0.0.3")
+        body.sendall(b"POST /api/v1/predict HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n" + b"x" * 10)
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.4"), timeout=5) as client:
+            start = time.monotonic()
+            assert client.get(url + "health").status_code == 200
+            assert time.monotonic() - start < 1.0
+        closed = _closings([*idle, half, body], seconds=4)
+        assert len(closed) == 66, f"{66 - len(closed)} connections still open after 4 s"
+        refused = [i for i in range(64) if closed[i][1].startswith(b"HTTP/1.1 503")]
+        kept = [i for i in range(64) if closed[i][1] == b""]
+        assert len(refused) == 56 and len(kept) == 8
+        assert max(closed[i][0] for i in refused) < 0.5
+        assert all(1.0 < closed[i][0] < 3.0 for i in kept)  # the idle deadline, 1.5 s after connecting
+        for i in (64, 65):  # half a request line, a body that stopped: 408 after their 1 s deadline
+            assert closed[i][1].startswith(b"HTTP/1.1 408") and closed[i][0] < 2.5, closed[i]
+        assert b"did not arrive within 1 s" in closed[65][1]
+        for sock in [*idle, half, body]:
+            sock.close()
+        with httpx.Client(timeout=5) as client:  # the address's connections were counted down again
+            assert client.get(url + "health").status_code == 200
+
+
+def test_a_huge_image_is_reduced_before_preprocessing_and_its_cost_counted():
+    """A 16 Mpx upload is averaged down to the working size as it is decoded, and the budget counts the
+    preprocessing copies, not the decoded pixels alone (they were ~300 MB for this image)."""
+    import tracemalloc
+
+    from mnistlab.serving.preprocess import ImageTooLargeError, prepare
+
+    array = np.full((4000, 4000, 4), 255, dtype=np.uint8)
+    array[800:3200, 1800:2200, :3] = 0  # a thick dark stroke on white paper
+    data = png_bytes(Image.fromarray(array, "RGBA"))
+    image = open_image(data)
+    assert max(image.size) <= 1600
+    tracemalloc.start()
+    prepare(image, (1, 28, 28), "mnist")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 80 * MB, peak / MB
+    with pytest.raises(ImageTooLargeError, match=r"would take 1\d\d MB to decode and prepare \(4000×4000 RGBA\)"):
+        open_image(data, max_decoded_mb=100)  # 64 MB of pixels, but more with the copies that preprocessing makes
+    photo = png_bytes(Image.fromarray(array[:3000, :, :3], "RGB"), "JPEG")  # 4000×3000: 34 MB of pixels
+    assert open_image(photo, max_decoded_mb=40).size == (1000, 750)  # decoded at 1/2 scale (draft), then halved

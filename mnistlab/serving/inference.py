@@ -22,6 +22,7 @@ from mnistlab.core.fields import STYLES, check
 from mnistlab.data.permutation import permutation_order, permute
 from mnistlab.models.layers import normalize
 from mnistlab.serving.preprocess import prepare, resolve_style
+from mnistlab.tasks.checkpoint import card_problem
 
 ONNX_METADATA_KEY = "mnistlab"
 
@@ -36,7 +37,7 @@ class ModelCard:
     permutation_seed: int | None = None  # pixels were shuffled in training (data.permute_pixels)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps(asdict(self), ensure_ascii=False)  # class names as written: "café", not an escape
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -102,8 +103,19 @@ def load_inference_model(ckpt_path: str | None, style: str = "auto") -> tuple[In
     if model_task(checkpoint["hyper_parameters"]["model"]["name"]) != "classification":
         raise ConfigError(f"ckpt_path={ckpt_path} holds a detection model; predict, serve and export take classifiers")
     card = card_from_checkpoint(checkpoint, style)
-    model = InferenceModel(classifier.net, classifier.mean, classifier.inv_std, card)
-    return model.eval(), card
+    model = InferenceModel(classifier.net, classifier.mean, classifier.inv_std, card).eval()
+    try:  # one image of zeros: the network takes the card's input shape and gives one output per class
+        with torch.inference_mode():
+            outputs = int(model(torch.zeros(1, *card.input_shape)).shape[-1])
+    except RuntimeError as err:
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} has a card that does not fit its model: input_shape={list(card.input_shape)} "
+            f"({first_line(err)})"
+        ) from None
+    problem = card_problem(card.classes, card.input_shape, outputs)
+    if problem:
+        raise ConfigError(f"ckpt_path={ckpt_path} has a card that does not fit its model: {problem}")
+    return model, card
 
 
 class TorchBackend:
@@ -142,10 +154,27 @@ class OnnxBackend:
             raise ConfigError(
                 f"onnx_path={onnx_path} has malformed '{ONNX_METADATA_KEY}' metadata ({first_line(err)})"
             ) from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.check_card(card, onnx_path)
         if style != "auto":
             card = replace(card, preprocess=resolve_style(style, None, card.input_shape))
         self.card = card
-        self.input_name = self.session.get_inputs()[0].name
+
+    def check_card(self, card: ModelCard, onnx_path: str) -> None:
+        """The metadata's input shape is the graph's, and its classes one name per output (a dry run on zeros)."""
+        graph = list(self.session.get_inputs()[0].shape)[1:]  # [batch, C, H, W]: C, H, W are fixed numbers
+        problem = card_problem(card.classes, card.input_shape)
+        if not problem and graph != list(card.input_shape):
+            problem = f"input_shape={list(card.input_shape)} is not the graph's input {graph}"
+        if not problem:
+            try:
+                outputs = int(self(np.zeros((1, *card.input_shape), dtype=np.float32)).shape[-1])
+            except Exception as err:  # onnxruntime's own errors: the graph does not run on its declared input
+                problem = f"the graph does not run on input_shape={list(card.input_shape)} ({first_line(err)})"
+            else:
+                problem = card_problem(card.classes, card.input_shape, outputs)
+        if problem:
+            raise ConfigError(f"onnx_path={onnx_path} has a card that does not fit its model: {problem}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         (probabilities,) = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})

@@ -33,7 +33,15 @@ def serve(cfg: DictConfig) -> None:
     """Load the model, then serve until interrupted."""
     import uvicorn
 
+    from mnistlab.serving.guard import guarded_protocol
+
     app = build_app(cfg)
+    protocol = guarded_protocol(
+        float(cfg.idle_timeout_s),
+        float(cfg.header_timeout_s),
+        float(cfg.body_timeout_s),
+        int(cfg.max_connections_per_client),
+    )
     print(f"mnistlab: serving {cfg.ckpt_path or cfg.onnx_path} on http://{cfg.host}:{cfg.port}/", flush=True)
     uvicorn.run(
         app,
@@ -42,4 +50,6 @@ def serve(cfg: DictConfig) -> None:
         log_level=str(cfg.log_level),
         access_log=cfg.access_log,
         limit_concurrency=int(cfg.max_connections),  # beyond it: 503 at once, not an unbounded queue of bodies
+        http=protocol,  # slow or idle clients are closed after their deadline; at most N connections per client
+        ws="none",  # no websockets here: an upgrade request is answered as plain HTTP, within the same deadlines
     )
