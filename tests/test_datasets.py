@@ -15,7 +15,7 @@ from torch import nn
 
 from mnistlab.core.errors import DataError
 from mnistlab.data import CIFAR10DataModule, TinyImageNetDataModule
-from mnistlab.data.tiny_imagenet import open_hf_dataset
+from mnistlab.data.hf import open_hf_dataset
 from mnistlab.models import ResNet
 
 
@@ -50,20 +50,20 @@ def tiny_imagenet(tmp_path_factory) -> Path:
 
 
 @needs("datasets")
-def test_tiny_imagenet_splits_cache_and_grayscale(tiny_imagenet, tmp_path):
+def test_tiny_imagenet_splits_cache_and_grayscale(tiny_imagenet, tmp_path, monkeypatch):
     dm = TinyImageNetDataModule(hf_path=str(tiny_imagenet), data_dir=str(tmp_path), test_size=200, batch_size=50)
     dm.setup("fit")
     assert dm.input_shape == (3, 64, 64) and dm.num_classes == 200 and dm.classes[5] == "n00000005"
     assert [len(dm.splits[s][1]) for s in ("train", "val", "test")] == [400, 200, 200]
     assert torch.bincount(dm.splits["test"][1], minlength=200).tolist() == [1] * 200  # stratified
     assert dm.splits["train"][0].dtype == torch.uint8 and dm.splits["train"][0].shape[1:] == (3, 64, 64)
-    cache = next(iter((tmp_path / "hf_cache").iterdir()))
-    gray = np.load(cache / "train.images.npy", mmap_mode="r")[0]  # the first image was stored grayscale
+    cache = next(iter((tmp_path / "image_cache").iterdir()))
+    gray = np.load(cache / "images.npy", mmap_mode="r")[0]  # the first image was stored grayscale
     assert np.array_equal(gray[0], gray[1]) and np.array_equal(gray[1], gray[2])
     assert len(dm.mean) == 3
     # a later run reads the decoded cache and never opens the source again
-    again = TinyImageNetDataModule(hf_path=str(tmp_path / "gone"), data_dir=str(tmp_path), test_size=200)
-    again.cache_dir = cache
+    monkeypatch.setattr("mnistlab.data.hf.open_hf_dataset", lambda path: pytest.fail("opened again"))
+    again = TinyImageNetDataModule(hf_path=str(tiny_imagenet), data_dir=str(tmp_path), test_size=200)
     again.setup("fit")
     assert torch.equal(again.splits["val"][1], dm.splits["val"][1])
 

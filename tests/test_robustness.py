@@ -120,7 +120,7 @@ ERROR_CASES = [
     (["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
     (["data.batch_size=-8"], "data.batch_size=-8 must be a positive integer"),
     (["data.eval_batch_size=0"], "data.eval_batch_size=0 must be a positive integer"),
-    (["data.val_size=0"], "data.val_size=0 must be a positive integer"),
+    (["data.val_size=0"], "data.val_size=0 must be a number of samples >= 1 or a fraction in (0, 1)"),
     (["data.val_size=595"], "data.val_size=595 must be between 10 (one per class) and 590"),
     (["optim.weight_decay=-1"], "optim.weight_decay=-1 must be >= 0"),
     (["optim=sgd_momentum", "optim.momentum=1.5"], "optim.momentum=1.5 must be in [0, 1)"),
@@ -129,7 +129,10 @@ ERROR_CASES = [
     (["scheduler=step", "scheduler.interval=hour"], "scheduler.interval='hour' is not one of step, epoch"),
     (["+data.augment.rotate=10"], "data.augment has unknown key(s) ['rotate']"),
     (["data.augment.translate=1.5"], "data.augment.translate=1.5 must be in [0, 1)"),
-    (["data.dataset=svhn"], "data.dataset='svhn' is not a registered dataset; choose one of cifar10, fashion_mnist"),
+    (
+        ["data.dataset=svhn"],
+        "data.dataset='svhn' is not a registered dataset; choose one of cifar10, csv, fashion_mnist, folder, hf",
+    ),
     (["ckpt_path=/no/such/file.ckpt"], "ckpt_path=/no/such/file.ckpt does not exist"),
     (["resume=/no/such/run"], "resume=/no/such/run is not a run dir (no .hydra/overrides.yaml)"),
 ]

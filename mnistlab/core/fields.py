@@ -42,6 +42,7 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "number": (_is_number, "a number"),
     "int": (_is_int, "an integer"),
     "str": (lambda v: isinstance(v, str), "a string"),
+    "auto_or_bool": (lambda v: v == "auto" or isinstance(v, bool), "auto, true or false"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "ints": (_is_ints, "a list of positive integers such as [32,64]"),
     "int_or_ints": (
@@ -53,7 +54,8 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 @dataclass(frozen=True)
 class Field:
-    """``kind``: number, int, bool, str, ints (a list of positive integers), int_or_ints or choice (one of ``choices``);
+    """``kind``: number, int, bool, str, ints (a list of positive integers), int_or_ints, auto_or_bool or choice
+    (one of ``choices``);
     ``test``/``allowed``: the range of a number and how the error says it. None is always allowed (unset)."""
 
     key: str
@@ -101,6 +103,10 @@ def _positive(v: Any) -> bool:
 
 def _fraction(v: Any) -> bool:
     return 0 <= v < 1
+
+
+def _holdout(v: Any) -> bool:  # a split's size: a number of samples, or a fraction of the train split
+    return 0 < v < 1 if isinstance(v, float) else v >= 1
 
 
 def _limit(v: Any) -> bool:  # Lightning's limit_*_batches: a fraction of the batches, or a number of them
@@ -159,13 +165,26 @@ DATA = (
     Field("data.data_dir", "str"),
     integer("data.batch_size"),
     integer("data.eval_batch_size"),
-    integer("data.val_size"),
-    integer("data.test_size"),
-    integer("data.seed", 0),
-    integer("data.num_folds", 0),
+    number("data.val_size", _holdout, "must be a number of samples >= 1 or a fraction in (0, 1)"),
+    number("data.test_size", _holdout, "must be a number of samples >= 1 or a fraction in (0, 1)"),
+    Field("data.root", "str"),
+    Field("data.csv", "str"),
+    Field("data.hf_path", "str"),
+    Field("data.image_column", "str"),
+    Field("data.label_column", "str"),
+    Field("data.split_column", "str"),
+    integer("data.image_size", 1, 4096),
+    choice("data.channels", ("1", "3")),
+    flag("data.skip_bad"),
+    integer("data.seed", 0, 2**32 - 1),
+    integer("data.num_folds", 0, 100),
     integer("data.fold", 0),
     flag("data.permute_pixels"),
-    integer("data.permutation_seed", 0),
+    integer("data.permutation_seed", 0, 2**32 - 1),
+    Field("data.on_device", "auto_or_bool"),
+    integer("data.num_canvases.train", 1, 1_000_000),
+    integer("data.num_canvases.val", 1, 1_000_000),
+    integer("data.num_canvases.test", 1, 1_000_000),
     flag("data.download"),
     *AUGMENT,
 )
@@ -227,6 +246,10 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         number("max_upload_mb", _positive, "must be > 0"),
         integer("workers"),
         integer("max_connections"),
+        integer("max_connections_per_client"),
+        number("idle_timeout_s", lambda v: 0 < v <= 3600, "must be in (0, 3600] seconds"),
+        number("header_timeout_s", lambda v: 0 < v <= 3600, "must be in (0, 3600] seconds"),
+        number("body_timeout_s", lambda v: 0 < v <= 3600, "must be in (0, 3600] seconds"),
         integer("threads"),
         flag("access_log"),
         choice("log_level", LOG_LEVELS),

@@ -23,13 +23,20 @@ from mnistlab.data.splits import channel_stats, stratified_split
 Split = tuple[Tensor, Tensor]
 
 
+def holdout_count(size: float, n: int) -> int:
+    """A split's size as a number of samples: a fraction in (0, 1) is that share of the ``n`` it is carved from."""
+    return max(1, round(size * n)) if isinstance(size, float) and 0 < size < 1 else int(size)
+
+
 def make_splits(
-    official: dict[str, Split], val_size: int, test_size: int, seed: int, num_folds: int = 0, fold: int = 0
+    official: dict[str, Split], val_size: float, test_size: float, seed: int, num_folds: int = 0, fold: int = 0
 ) -> dict[str, Split]:
     """train/val/test from a dataset's official splits: what a dataset lacks is carved from its train split,
-    stratified and seeded (test first, then validation). With ``num_folds`` > 1 the validation split is fold
-    ``fold`` of a stratified k-fold of the train split (scikit-learn's StratifiedKFold) instead."""
+    stratified and seeded (test first, then validation); a size under 1 is a fraction of the official train
+    split. With ``num_folds`` > 1 the validation split is fold ``fold`` of a stratified k-fold of the train
+    split (scikit-learn's StratifiedKFold) instead."""
     images, labels = official["train"]
+    val_size, test_size = holdout_count(val_size, len(labels)), holdout_count(test_size, len(labels))
     splits = dict(official)
     if "test" not in official:
         kept, held = stratified_split(labels, test_size, seed, "data.test_size")
@@ -60,8 +67,8 @@ class InMemoryDataModule(L.LightningDataModule):
         self,
         batch_size: int = 128,
         eval_batch_size: int = 1000,
-        val_size: int = 5000,
-        test_size: int = 0,
+        val_size: float = 5000,
+        test_size: float = 0,
         seed: int = 42,
         download: bool = True,
         augment: dict[str, Any] | None = None,
@@ -80,9 +87,10 @@ class InMemoryDataModule(L.LightningDataModule):
         self.permute_pixels, self.permutation_seed = bool(permute_pixels), int(permutation_seed)
         self.batch_size = int(check("data.batch_size", batch_size))
         self.eval_batch_size = int(check("data.eval_batch_size", eval_batch_size))
-        self.val_size, self.test_size, self.seed = int(val_size or 0), int(test_size or 0), int(seed)
+        self.val_size, self.test_size = val_size or 0, test_size or 0  # a number, or a fraction (< 1) of train
+        self.seed = int(seed)
         self.download, self.on_device = download, on_device
-        self.augmentation = build_augmentation(augment, self.input_shape)
+        self.augmentation = build_augmentation(augment, self.input_shape) if augment else None
         self.splits: dict[str, Split] = {}
         self.mean: list[float] = []
         self.std: list[float] = []

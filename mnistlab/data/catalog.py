@@ -6,7 +6,7 @@ import inspect
 from typing import Any
 
 from mnistlab.core.errors import ConfigError
-from mnistlab.data import cifar, detection, mnist, tiny_imagenet  # noqa: F401  (each registers its datasets)
+from mnistlab.data import cifar, detection, folder, hf, mnist  # noqa: F401  (each registers its datasets)
 from mnistlab.data.registry import DATASETS
 
 

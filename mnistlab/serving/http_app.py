@@ -1,9 +1,10 @@
 """The HTTP API around a :class:`~mnistlab.serving.inference.Predictor` (FastAPI), and the drawing page.
 
 - ``POST /api/v1/predict``: multipart field ``file`` → ``label``, ``probabilities``, ``top3`` and ``input``
-  (the 28×28 image the model saw, after MNIST-style preprocessing).
+  (the image the model saw, after the preprocessing ``/health`` names).
 - ``GET /health``: the model's classes, input shape, preprocessing and backend.
-- ``GET /``: a page to draw a digit on, which calls the API after every stroke.
+- ``GET /``: for a digit model (``preprocess`` ``mnist``), a page to draw a digit on, which calls the API
+  after every stroke; for any other model a page to upload an image (drawing is for digits only).
 - ``GET /docs`` and ``GET /redoc``: the OpenAPI pages, with their Swagger UI and ReDoc files served from the
   installed ``fastapi-offline`` package (they render offline; FastAPI's defaults load them from a CDN).
 
@@ -86,7 +87,7 @@ class Prediction(BaseModel):
     index: int = Field(description="its index in the model's classes", examples=[7])
     probabilities: dict[str, float] = Field(description="every class's probability")
     top3: list[Guess]
-    input: list = Field(description="the image the model saw after preprocessing (28×28, or H×W×3)")
+    input: list = Field(description="the image the model saw after preprocessing (H×W gray, or H×W×3)")
 
 
 class Health(BaseModel):
@@ -121,6 +122,13 @@ def drawing_page() -> str:
     return files("mnistlab.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
 
+def page_for(preprocess: str) -> str:
+    """The drawing page for digit models; an upload page for the others, whose classes no drawing shows."""
+    if preprocess == "mnist":
+        return drawing_page()
+    return files("mnistlab.serving").joinpath("static/upload.html").read_text(encoding="utf-8")
+
+
 def create_app(
     predictor: Predictor,
     max_upload_bytes: int = 2 * MB,
@@ -143,8 +151,8 @@ def create_app(
         static_url="/docs-assets",
     )
     app.add_middleware(BodySizeLimit, max_bytes=max_upload_bytes)
-    page = drawing_page()
     card = predictor.card
+    page = page_for(card.preprocess)
     pool = anyio.CapacityLimiter(workers)
 
     def classify(data: bytes) -> dict:

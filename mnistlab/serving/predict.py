@@ -6,6 +6,8 @@ An unreadable image is reported on its own line and the others are still predict
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,8 +38,10 @@ def predict_files(cfg: DictConfig) -> list[dict[str, Any]]:
             result["error"] = str(err)
     for result, prediction in zip(good, predictor.predict_arrays(arrays), strict=True):
         result.update(prediction.to_dict())
+    if isinstance(sys.stdout, io.TextIOWrapper):  # a class name the console cannot encode is escaped, not fatal
+        sys.stdout.reconfigure(errors="backslashreplace")
     if cfg.output == "json":
-        print(to_json(results))
+        print(to_json(results, ensure_ascii=False))
     else:
         width = max(len(r["file"]) for r in results)
         for r in results:

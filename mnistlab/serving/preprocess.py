@@ -13,13 +13,11 @@ in the checkpoint), so nothing here knows a dataset's mean or std.
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy.ndimage import (
     binary_erosion,
     center_of_mass,  # (row, column) of the intensity-weighted mean, in pixel indices
@@ -36,75 +34,13 @@ from scipy.ndimage import (
 from mnistlab.core.errors import DataError
 from mnistlab.core.fields import check
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-DEFAULT_MAX_PIXELS = 16_000_000  # 4000×4000: far beyond any digit, far below a decompression bomb
-DEFAULT_MAX_DECODED_MB = 64  # what decoding may allocate: 4000×4000 RGBA, or 16-bit gray at 32 MB
-FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # the formats promised; no other PIL plugin is reached
-BYTES_PER_BAND = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}
-
-
-class BadImageError(DataError):
-    """The bytes are not a usable image (empty, corrupt, not an image, blank): HTTP 400."""
-
-    status_code = 400
-
-
-class ImageTooLargeError(BadImageError):
-    """The image declares more pixels than allowed (a decompression bomb, or just absurd): HTTP 413."""
-
-    status_code = 413
-
-
-def open_image(
-    source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, max_decoded_mb: float = DEFAULT_MAX_DECODED_MB
-) -> Image.Image:
-    """Decode an image of a promised format, refusing absurd dimensions and decoded sizes before a single
-    pixel is decoded.
-
-    PIL reads only the header in ``Image.open``; the checks therefore cost nothing even for a 50 000×50 000
-    PNG of a few kilobytes.
-    """
-    if isinstance(source, bytes):
-        if not source:
-            raise BadImageError("the upload is empty")
-        stream: io.BytesIO | Path = io.BytesIO(source)
-    else:
-        stream = Path(source)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(stream, formats=FORMATS)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"the image is {width}×{height} pixels; at most {max_pixels:,} pixels are accepted"
-                )
-            decoded_mb = width * height * len(image.getbands()) * BYTES_PER_BAND.get(image.mode, 1) / 2**20
-            if decoded_mb > max_decoded_mb:
-                raise ImageTooLargeError(
-                    f"the image would take {decoded_mb:.0f} MB to decode ({width}×{height} {image.mode}); "
-                    f"at most {max_decoded_mb:g} MB are accepted"
-                )
-            if width == 0 or height == 0:
-                raise BadImageError("the image has no pixels")
-            image.load()
-            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
-    except BadImageError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(
-            f"the image is too large to decode; at most {max_pixels:,} pixels are accepted"
-        ) from None
-    except FileNotFoundError:
-        raise BadImageError(f"{source!s} does not exist") from None
-    except Exception as err:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ValueError… on bad bytes
-        name = "the upload" if isinstance(source, bytes) else str(source)
-        if isinstance(err, UnidentifiedImageError):
-            reason = "not a PNG, JPG, BMP, GIF, WebP or TIFF file"
-        else:
-            reason = f"corrupt or truncated: {type(err).__name__}: {str(err)[:120]}"
-        raise BadImageError(f"{name} is not a readable image ({reason})") from None
-    return image
+# decoding is shared with the training data: served pixels are the training pixels
+from mnistlab.data.decode import DEFAULT_MAX_DECODED_MB as DEFAULT_MAX_DECODED_MB
+from mnistlab.data.decode import DEFAULT_MAX_PIXELS as DEFAULT_MAX_PIXELS
+from mnistlab.data.decode import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from mnistlab.data.decode import BadImageError as BadImageError
+from mnistlab.data.decode import ImageTooLargeError as ImageTooLargeError
+from mnistlab.data.decode import open_image as open_image
 
 
 def to_gray(image: Image.Image) -> np.ndarray:
@@ -363,8 +299,15 @@ def mnist_style(gray: np.ndarray, size: int = 28, box: int = 20, by_mass: bool =
 
 
 def resize_crop(image: Image.Image, channels: int, height: int, width: int) -> np.ndarray:
-    """Natural images (CIFAR-10, Tiny-ImageNet): shorter side to the model's size, then a center crop."""
-    image = image.convert("RGB" if channels == 3 else "L")
+    """Natural images (CIFAR-10, Tiny-ImageNet, the user's own): shorter side to the model's size, then a
+    center crop. A square model's input is made by the very code that decoded its training images
+    (``mnistlab.data.decode.square``: 16-bit scaled, alpha dropped, palettes expanded), so it sees the same
+    pixels a training image of the same file gave."""
+    from mnistlab.data.decode import square, to_8bit
+
+    if height == width:
+        return square(image, height, channels).astype(np.float32) / 255
+    image = to_8bit(image).convert("RGB" if channels == 3 else "L")
     scale = max(height / image.height, width / image.width)
     size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     image = image.resize(size, Image.Resampling.BILINEAR)
@@ -373,14 +316,23 @@ def resize_crop(image: Image.Image, channels: int, height: int, width: int) -> n
     return array.reshape(height, width, channels).transpose(2, 0, 1)
 
 
+# gray data sets of light objects cut out on black (MNIST's digits, Fashion-MNIST's clothes, canvases of MNIST
+# digits): a real image must be cut out so too. Every other data set (colour ones, and the user's own images:
+# folder, csv, hf, gray or not) was trained on whole images resized, so a real image is resized alike.
+CENTERED_STYLES = {"mnist": "mnist", "fashion_mnist": "fit", "mnist_detection": "fit"}
+
+
 def resolve_style(style: str, dataset: str | None, input_shape: tuple[int, int, int]) -> str:
-    """``auto``: MNIST's recipe for digits, ``fit`` (bounding box centered, no 20 px box) for other gray
-    28×28 data such as Fashion-MNIST, ``resize`` for colour images."""
+    """``auto``: MNIST's recipe for digits, ``fit`` (bounding box centered, no 20 px box) for Fashion-MNIST and
+    digit canvases, ``resize`` for every other data set (colour images, the user's own images even when gray).
+    A checkpoint that names no data set is an MNIST one if gray."""
     if check("preprocess", style) != "auto":
         return style
     if input_shape[0] == 3:
         return "resize"
-    return "mnist" if dataset in (None, "mnist") else "fit"
+    if dataset is None:
+        return "mnist"
+    return CENTERED_STYLES.get(dataset, "resize")
 
 
 def prepare(image: Image.Image, input_shape: tuple[int, int, int], style: str = "mnist") -> np.ndarray:
@@ -416,6 +368,8 @@ def image_files(inputs: list[str]) -> list[Path]:
             files.extend(found)
         elif path.is_file():
             files.append(path)
+        elif path.exists():  # a device or FIFO: reading it would never end, or block
+            raise DataError(f"{item} is not a regular file (a device or FIFO): pass image files or folders")
         else:
             raise DataError(f"{item} does not exist: pass image files or folders, e.g. inputs=[a.png,digits/]")
     return files

@@ -45,6 +45,10 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     saved = stored_data(checkpoint)
     if not saved:
         raise ConfigError(f"ckpt_path={cfg.ckpt_path} holds no data config; it was not written by mnistlab.train")
+    shape = module.hparams.get("input_shape") or [None, None]
+    for key, value in (("channels", shape[0]), ("image_size", shape[-1])):  # inferred when trained: as trained
+        if key in saved and saved[key] is None:
+            saved = {**saved, key: value}
     datamodule = create_datamodule(merged({**saved, "data_dir": cfg.paths.data_dir}, to_plain(cfg.data) or {}))
     trainer = build(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
