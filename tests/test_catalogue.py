@@ -8,6 +8,7 @@ traceback that every command shares (``mnistlab.core.errors.run_command``)."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train", ["scheduler.pct_start=1.5"], "scheduler.pct_start=1.5 must be in (0, 1)"),
     ("train", ["data.batch_size=0"], "data.batch_size=0 must be a positive integer"),
     ("train", ["data.batch_size=abc"], "data.batch_size='abc' must be an integer"),
-    ("train", ["data.val_size=-5"], "data.val_size=-5 must be a positive integer"),
+    ("train", ["data.val_size=-5"], "data.val_size=-5 must be a number of samples >= 1 or a fraction in (0, 1)"),
+    ("train", ["data.val_size=1.5"], "data.val_size=1.5 must be a number of samples >= 1 or a fraction in (0, 1)"),
     ("train", ["data.dataset=svhn"], "data.dataset='svhn' is not a registered dataset"),
     ("train", ["data.augment.rotation=abc"], "data.augment.rotation='abc' must be a number"),
     ("train", ["data.augment.translate=2"], "data.augment.translate=2 must be in [0, 1)"),
@@ -66,15 +68,41 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train", ["ckpt_path={tmp}"], "is a folder; name the checkpoint file"),
     ("train", ["resume=/nonexistent"], "resume=/nonexistent is not a run dir"),
     ("train", ["resume={tmp}/broken"], "overrides.yaml must be a list of overrides"),
+    # devices and FIFOs: refused before anything opens them (a FIFO's open blocks, /dev/zero never ends)
+    ("train", ["resume=/dev/zero"], "resume=/dev/zero is not a folder (a file, device or FIFO)"),
+    ("train", ["rerun={tmp}/fifo.ckpt"], "fifo.ckpt is not a folder (a file, device or FIFO)"),
+    ("train", ["ckpt_path=/dev/zero"], "ckpt_path=/dev/zero is not a regular file"),
+    ("evaluate", ["ckpt_path=/dev/zero"], "ckpt_path=/dev/zero is not a regular file"),
+    ("evaluate", ["ckpt_path={tmp}/fifo.ckpt"], "fifo.ckpt is not a regular file"),
+    ("predict", ["ckpt_path={tmp}/fifo.ckpt", "inputs={tmp}/digit.png"], "fifo.ckpt is not a regular file"),
+    ("export", ["ckpt_path=/dev/zero"], "ckpt_path=/dev/zero is not a regular file"),
+    ("predict", ["ckpt_path={ckpt}", "inputs={tmp}/fifo.ckpt"], "fifo.ckpt is not a regular file (a device or FIFO)"),
+    # a config group's choice cannot be null
+    ("train", ["callbacks=null"], "callbacks=null does not choose a preset of the callbacks group; choose one of"),
+    ("evaluate", ["ckpt_path={ckpt}", "trainer=null"], "trainer=null does not choose a preset of the trainer group"),
     ("train", ["model=resnet50"], "model='resnet50' is not a preset; did you mean model=resnet? choose one of cnn"),
     # Hydra's own composition errors (run_hydra_command); more of them in-process below
     ("train", ["trainer.limit_train_batchs=5"], "did you mean trainer.limit_train_batches?"),
+    # your own images
+    ("train", ["data=folder", "data.root=/nonexistent"], "data.root=/nonexistent is not a folder"),
+    ("train", ["data=folder", "data.root={tmp}/one_class"], "holds 1 class with images (cat); a classifier needs"),
+    ("train", ["data=csv", "data.csv={tmp}/pictures.csv"], "has no label column (its columns: file, kind)"),
+    ("train", ["data=folder", "data.root={tmp}", "data.image_size=0"], "data.image_size=0 must be an integer in"),
+    ("train", ["data=folder", "data.root={tmp}", "data.channels=2"], "data.channels=2 is not one of 1, 3"),
     # evaluate
     ("evaluate", [], "ckpt_path is required"),
     ("evaluate", ["ckpt_path=/nonexistent.ckpt"], "ckpt_path=/nonexistent.ckpt does not exist"),
     ("evaluate", ["ckpt_path={tmp}/garbage.ckpt"], "is not a readable mnistlab checkpoint"),
     ("evaluate", [f"ckpt_path={GOOD_CKPT}", "trainer.precision=7"], "trainer.precision=7 is not one of"),
     ("evaluate", [f"ckpt_path={GOOD_CKPT}", "optim=sgd"], "mnistlab-evaluate has no optim group; its groups: paths"),
+    # evaluate, predict: stored data settings pass the command line's declarations
+    ("evaluate", ["ckpt_path={tmp}/folds.ckpt"], "stores an invalid data setting: data.num_folds=1000000000 must be"),
+    ("evaluate", ["ckpt_path={tmp}/canvases.ckpt"], "data setting: data.num_canvases.train=1000000000 must be"),
+    ("evaluate", ["ckpt_path={tmp}/seed_text.ckpt"], "data setting: data.permutation_seed='abc' must be an integer"),
+    ("evaluate", ["ckpt_path={tmp}/seed_huge.ckpt"], "data.permutation_seed=1208925819614629174706176 must be an"),
+    ("evaluate", ["ckpt_path={tmp}/val_text.ckpt"], "stores an invalid data setting: data.val_size='5000' must be"),
+    ("evaluate", ["ckpt_path={tmp}/device.ckpt"], "data.on_device='cuda:7' must be auto, true or false"),
+    ("predict", ["ckpt_path={tmp}/seed_huge.ckpt", "inputs={tmp}/digit.png"], "data.permutation_seed=120892581961"),
     (
         "evaluate",
         [f"ckpt_path={GOOD_CKPT}", "trainer=gpux"],
@@ -100,6 +128,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("serve", [f"ckpt_path={GOOD_CKPT}", "workers=0"], "workers=0 must be a positive integer"),
     ("serve", [f"ckpt_path={GOOD_CKPT}", "log_level=loud"], "log_level='loud' is not one of"),
     ("serve", [f"ckpt_path={GOOD_CKPT}", "max_upload_mb=0"], "max_upload_mb=0 must be > 0"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "header_timeout_s=0"], "header_timeout_s=0 must be in (0, 3600] seconds"),
+    ("serve", [f"ckpt_path={GOOD_CKPT}", "max_connections_per_client=0"], "max_connections_per_client=0 must be a"),
     ("serve", [], "ckpt_path is required"),
     # export
     ("export", [f"ckpt_path={GOOD_CKPT}", "format=tflite"], "format='tflite' is not one of onnx, torchscript"),
@@ -117,16 +147,31 @@ CASES: list[tuple[str, list[str], str]] = [
     ("report", ["{tmp}/garbage.ckpt"], "garbage.ckpt is not a multirun dir"),
 ]
 
+BAD_STORED_DATA = {  # checkpoints whose stored data settings no command line would pass
+    "folds": {"num_folds": 10**9},
+    "canvases": {"dataset": "mnist_detection", "num_canvases": {"train": 10**9, "val": 10, "test": 10}},
+    "seed_text": {"permute_pixels": True, "permutation_seed": "abc"},
+    "seed_huge": {"permute_pixels": True, "permutation_seed": 2**80},
+    "val_text": {"val_size": "5000"},
+    "device": {"on_device": "cuda:7"},
+}
+
 
 @pytest.fixture(scope="module")
 def place(tmp_path_factory) -> Path:
     """A folder with a good checkpoint, a garbage one, an image, and a run dir whose overrides are malformed."""
     root = tmp_path_factory.mktemp("catalogue")
     write_checkpoint(root / "good.ckpt")
+    for name, data in BAD_STORED_DATA.items():
+        write_checkpoint(root / f"{name}.ckpt", data=data)
     (root / "garbage.ckpt").write_bytes(b"not a checkpoint" * 100)
     from PIL import Image
 
     Image.new("L", (28, 28), 0).save(root / "digit.png")
+    os.mkfifo(root / "fifo.ckpt")  # nobody ever writes into it: opening it to read would block
+    (root / "one_class" / "cat").mkdir(parents=True)
+    Image.new("RGB", (20, 20), (200, 100, 0)).save(root / "one_class" / "cat" / "tabby.png")
+    (root / "pictures.csv").write_text("file,kind\ndigit.png,seven\n")
     broken = root / "broken"
     (broken / ".hydra").mkdir(parents=True)
     (broken / "checkpoints").mkdir()

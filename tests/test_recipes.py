@@ -140,5 +140,6 @@ def test_a_resume_replays_every_recipe_key_of_train_yaml():
     from mnistlab.core.config import REPLAYED_ROOTS
 
     train = OmegaConf.load(Path(CONFIG_DIR) / "train.yaml")
-    not_replayed = {"defaults", "resume", "rerun", "ckpt_path", "search", "skip_completed"}  # per command, not recipe
+    # per command, not recipe; hydra's own settings are never replayed
+    not_replayed = {"defaults", "resume", "rerun", "ckpt_path", "search", "skip_completed", "hydra"}
     assert set(train) - not_replayed <= REPLAYED_ROOTS

@@ -169,14 +169,14 @@ def test_health_answers_while_huge_decodes_run(tmp_path):
         latencies: list[float] = []
         done = threading.Event()
 
-        def attack() -> None:
-            with httpx.Client(timeout=300) as client:
+        def attack(address: str) -> None:  # ten clients, each from its own address (8 connections each at most)
+            with httpx.Client(timeout=300, transport=httpx.HTTPTransport(local_address=address)) as client:
                 client.post(url + "api/v1/predict", files={"file": ("big.png", payload)})
 
-        attackers = [threading.Thread(target=attack) for _ in range(10)]
+        attackers = [threading.Thread(target=attack, args=(f"127.0.1.{i + 1}",)) for i in range(10)]
         for thread in attackers:
             thread.start()
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
             while any(t.is_alive() for t in attackers) and len(latencies) < 200:
                 start = time.perf_counter()
                 assert client.get(url + "health").status_code == 200

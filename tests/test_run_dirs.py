@@ -112,6 +112,7 @@ def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
     grid = ["-m", "optim=sgd,adam", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     run_cli("mnistlab.train", *grid, data_dir=tiny_data, cwd=tmp_path)
     record = (tmp_path / "sweep" / "0" / "metrics.json").read_text()
+    hydra_files = {p.name: p.read_bytes() for p in (tmp_path / "sweep" / "0" / ".hydra").iterdir()}
     attempts = {
         "would write over": grid,
         "another sweep": ["-m", "optim=sgd,rmsprop", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
@@ -134,3 +135,5 @@ def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
     assert (tmp_path / "sweep" / "0" / "metrics.json").read_text() == record
     finished = run_cli("mnistlab.train", *grid, "skip_completed=true", data_dir=tiny_data, cwd=tmp_path)
     assert "2 of 2 runs completed" in finished.stdout
+    # a skipped job's record still names what ran it: its .hydra files are not rewritten with skip_completed=true
+    assert {p.name: p.read_bytes() for p in (tmp_path / "sweep" / "0" / ".hydra").iterdir()} == hydra_files

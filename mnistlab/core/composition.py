@@ -101,6 +101,8 @@ def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> s
     ours = _our_error(err)
     if ours is not None:  # our own one-line error, raised inside Hydra (the sweeper's settings, say)
         return first_line(ours, limit=2000)  # its whole line: it names files and paths
+    if isinstance(err, ValueError) and str(err).startswith("Config group override must be a string"):
+        return _null_group(overrides)
     if not isinstance(err, ConfigCompositionException | OverrideParseException):
         return None
     text = str(err)
@@ -128,6 +130,18 @@ def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> s
         return f"{key} is not a key of {command}'s config; add a new key with +{key}=…"
     lines = [first_line(err)] + ([first_line(err.__cause__)] if err.__cause__ is not None else [])
     return " ".join(lines)
+
+
+def _null_group(overrides: Sequence[str]) -> str:
+    """``callbacks=null`` on the command line (Hydra's ValueError): a group's choice cannot be null."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        group = key.lstrip("+~")
+        if value == "null" and "." not in group:
+            options = presets(group)
+            choose = f"choose one of {', '.join(options)}" if options else "choose one of its presets"
+            return f"{group}=null does not choose a preset of the {group} group; {choose}"
+    return "a config group's choice cannot be null; choose one of its presets"
 
 
 def _overrides(argv: list[str]) -> list[str]:

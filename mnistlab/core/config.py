@@ -4,19 +4,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import os
+import re
+import secrets
 import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from omegaconf import OmegaConf
 
 from mnistlab.core.compat import RECIPE_BEFORE, RENAMED_OVERRIDES
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
-from mnistlab.core.files import dir_busy, is_rank_zero
+from mnistlab.core.files import atomic_write, dir_busy, is_rank_zero
 from mnistlab.core.readers import read_yaml
 
 # The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
@@ -61,7 +67,7 @@ NEVER_REPLAYED = {
 }
 PRESET_ONLY = {"logger", "callbacks"}  # replayed as a preset's name (logger=many), never a key under them
 RUN_CONFIG_FILES = ("config.yaml", "hydra.yaml", "overrides.yaml")  # what Hydra writes into <run dir>/.hydra
-BEFORE_RESUME = "before-resume"  # their copy while a resumed run has not started cleanly yet
+BEFORE_RESUME = "before-resume"  # their copy an earlier mnistlab kept while a resume had not started yet
 
 # paths.root_dir: the directory the command runs from (data/, outputs/ and multirun/ go there, never into the
 # installed package); mnistlab_root is its older name, still found in the .hydra/ of earlier run dirs.
@@ -80,6 +86,58 @@ def config_groups_help() -> str:
     groups = sorted(g for g in HydraConfig.get().runtime.choices if g != "hydra" and not str(g).startswith("hydra/"))
     rows = [f"{group}: {', '.join(presets(group))}" for group in groups if presets(group)]
     return "== Config groups (pick one with group=option) ==\n" + "\n".join(rows) + "\n" if rows else ""
+
+
+# this process's folder for the .hydra files of its jobs until each holds its run dir: a name nobody can guess
+# (Hydra makes it when it saves a job's files; the job removes it again, see settle_run_config)
+_STAGING = Path(tempfile.gettempdir()) / f"mnistlab-hydra-{os.getpid()}-{secrets.token_hex(8)}"
+
+
+def remove_dead_staging() -> None:
+    """Staging folders of this user's processes that were killed before their jobs settled (a few small YAML
+    files each): removed when their process is gone."""
+    for folder in _STAGING.parent.glob("mnistlab-hydra-*-*"):
+        pid = folder.name.split("-")[2]
+        try:
+            if folder == _STAGING or folder.stat().st_uid != os.getuid() or not pid.isdigit():
+                continue
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
+def staging_dir(output_dir: str) -> str:
+    """Where Hydra writes the .hydra files of the job whose run dir is ``output_dir`` (conf/train.yaml's
+    ``hydra.output_subdir``), until the job holds its dir."""
+    return str(_STAGING / hashlib.sha256(str(output_dir).encode()).hexdigest()[:16])
+
+
+if not OmegaConf.has_resolver("mnistlab_staging"):
+    OmegaConf.register_new_resolver("mnistlab_staging", staging_dir)
+
+
+def hydra_quoted(value: str) -> str:
+    """``value`` as a quoted value of Hydra's override grammar: a path with ``,`` ``=`` quotes, brackets,
+    spaces or any other character reads back as itself."""
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)  # backslashes before a quote or the end
+    return "'" + value.replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def path_value(value: str) -> Path:
+    """The path of ``resume=``/``rerun=``/``hydra.run.dir=`` as given: raw, or quoted as Hydra's grammar quotes
+    (``hydra_quoted``; what a DDP rank's command line holds)."""
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        try:
+            parsed = OverridesParser.create().parse_override(f"path={value}").value()
+        except Exception:  # not Hydra's quoting after all: the name itself has the quotes
+            parsed = None
+        if isinstance(parsed, str):
+            return Path(parsed).expanduser()
+    return Path(value).expanduser()
 
 
 if not OmegaConf.has_resolver("mnistlab_config_groups"):
@@ -114,7 +172,7 @@ NEEDS_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "submitit_local": ("hydra_plugins.hydra_submitit_launcher",),
     },
     "logger": {"mlflow": ("mlflow", "sqlalchemy", "alembic")},
-    "data": {"tiny_imagenet": ("datasets",)},
+    "data": {"tiny_imagenet": ("datasets",), "hf": ("datasets",)},
     "model": {"fasterrcnn": ("pycocotools",)},
 }
 
@@ -171,7 +229,7 @@ def check_group_choices(argv: list[str]) -> None:
 def read_overrides(run_dir: Path) -> list[str]:
     """A run's ``.hydra/overrides.yaml`` as plain strings, never resolved (ConfigError when it is not a list
     of strings)."""
-    overrides_file = Path(run_dir) / ".hydra" / "overrides.yaml"
+    overrides_file = run_config_dir(run_dir) / "overrides.yaml"
     try:
         saved = read_yaml(overrides_file)  # plain data: no aliases (a 400-byte file must not expand to billions)
     except Exception as err:
@@ -204,7 +262,7 @@ def recipe_pins(run_dir: Path) -> list[str]:
     """Overrides that hold a run to the recipe its ``.hydra/config.yaml`` recorded for ``RECIPE_BEFORE`` (read as
     YAML data: only numbers and null are taken; a value the run lacks is the one it ran with then, if known)."""
     try:
-        config = read_yaml(Path(run_dir) / ".hydra" / "config.yaml")
+        config = read_yaml(run_config_dir(run_dir) / "config.yaml")
     except Exception:  # no readable record: the saved overrides alone
         return []
     pins = []
@@ -249,26 +307,45 @@ def saved_overrides(run_dir: Path) -> list[str]:
 def expand_resume(argv: list[str]) -> list[str]:
     """``resume=<run dir>`` → the run's own overrides, then the new ones, in the same run dir, from its
     ``checkpoints/last.ckpt`` (``resume`` stays set: the pipeline restores the whole trainer state). Hydra
-    then composes the same config again (later overrides win) and writes the combined overrides back, so a
-    run can be resumed any number of times."""
+    then composes the same config again (later overrides win); the new .hydra files replace the run's once the
+    resume holds the dir and has started (``settle_run_config``), so a run can be resumed any number of times.
+    A run stopped before its first epoch ended (no last.ckpt, no completed record) starts again from scratch
+    with the same config."""
     resume = [a for a in argv if a.startswith("resume=")]
     if not resume:
         return argv
-    run_dir = Path(resume[-1].partition("=")[2]).expanduser()
+    run_dir = path_value(resume[-1].partition("=")[2])
     last = run_dir / "checkpoints" / "last.ckpt"
+    check_input_dir("resume", run_dir)
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         raise ConfigError(f"resume={run_dir} is not a run dir (no .hydra/overrides.yaml)")
-    if not last.is_file():
-        raise ConfigError(
-            f"resume={run_dir} has no checkpoints/last.ckpt to resume from (the run ended before its first epoch)"
-        )
+    check_earlier_config(run_dir)
+    from_scratch = not last.is_file()
+    if from_scratch:
+        from mnistlab.core.record import is_completed, read_record
+
+        if is_completed(read_record(run_dir)):
+            raise ConfigError(f"resume={run_dir} has no checkpoints/last.ckpt to resume from (the run completed)")
+        if is_rank_zero():
+            print(
+                f"note: {run_dir} stopped before its first epoch ended (no checkpoints/last.ckpt): training starts "
+                "again from the first epoch with the run's config",
+                file=sys.stderr,
+            )
     dropped = ("resume=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
     saved = [*recipe_pins(run_dir), *(o for o in saved_overrides(run_dir) if not o.startswith(dropped))]
     new = [a for a in argv[1:] if not a.startswith("resume=")]
-    if is_rank_zero():  # other DDP ranks re-run this in the run dir that rank 0 holds
-        keep_run_config(run_dir)  # refuse_busy_dirs has made sure no other process writes there
     run = run_dir.resolve()
-    return [argv[0], *saved, *new, f"resume={run}", f"ckpt_path={last.resolve()}", f"hydra.run.dir={run}"]
+    where = [f"resume={hydra_quoted(str(run))}", f"hydra.run.dir={hydra_quoted(str(run))}"]
+    if not from_scratch:
+        where.insert(1, f"ckpt_path={hydra_quoted(str(last.resolve()))}")
+    return [argv[0], *saved, *new, *where]
+
+
+def check_input_dir(key: str, path: Path) -> None:
+    """``key=<path>`` names a folder: a file, a device or a FIFO is refused before anything opens it."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={path} is not a folder (a file, device or FIFO); give the run dir")
 
 
 RERUN_DROPPED = ("resume=", "rerun=", "ckpt_path=", "hydra.run.dir=", "hydra.sweep.dir=", "hydra.job.", "++ckpt_path=")
@@ -282,37 +359,75 @@ def expand_rerun(argv: list[str]) -> list[str]:
         return argv
     if any(a.startswith("resume=") for a in argv[1:]):
         raise ConfigError("give resume=<run dir> (continue it in place) or rerun=<run dir> (train it again), not both")
-    run_dir = Path(given[-1].partition("=")[2]).expanduser()
+    run_dir = path_value(given[-1].partition("=")[2])
+    check_input_dir("rerun", run_dir)
     if not (run_dir / ".hydra" / "overrides.yaml").is_file():
         raise ConfigError(f"rerun={run_dir} is not a run dir (no .hydra/overrides.yaml)")
+    check_earlier_config(run_dir)
     saved = [*recipe_pins(run_dir), *(o for o in saved_overrides(run_dir) if not o.startswith(RERUN_DROPPED))]
     new = [a for a in argv[1:] if not a.startswith("rerun=")]
-    return [argv[0], *saved, *new, f"rerun={run_dir.resolve()}"]
+    return [argv[0], *saved, *new, f"rerun={hydra_quoted(str(run_dir.resolve()))}"]
 
 
-def keep_run_config(run_dir: Path) -> None:
-    """Copy the run's .hydra files aside before Hydra rewrites them for a resume (see ``settle_run_config``)."""
+def run_config_dir(run_dir: Path) -> Path:
+    """Where a run's own .hydra files are: ``.hydra/``, or its ``before-resume/`` copy, which an earlier
+    mnistlab left while a resume had not started (the files beside it are that resume's, not the run's)."""
     hydra_dir = Path(run_dir) / ".hydra"
-    keep = hydra_dir / BEFORE_RESUME
-    if keep.is_dir():  # left by a resume that died before it could settle: that copy is the good one
+    return hydra_dir / BEFORE_RESUME if (hydra_dir / BEFORE_RESUME).is_dir() else hydra_dir
+
+
+def check_earlier_config(run_dir: Path) -> None:
+    """A ``before-resume/`` copy (see ``run_config_dir``) that is empty or unreadable is never used: one line."""
+    keep = Path(run_dir) / ".hydra" / BEFORE_RESUME
+    if not keep.is_dir():
         return
-    keep.mkdir()
     for name in RUN_CONFIG_FILES:
-        if (hydra_dir / name).is_file():
-            shutil.copy2(hydra_dir / name, keep / name)
+        path = keep / name
+        if name != "overrides.yaml" and not path.exists():
+            continue
+        try:
+            data = read_yaml(path)
+            why = "it is empty" if data is None else ""
+            if name == "overrides.yaml" and not (isinstance(data, list) and all(isinstance(o, str) for o in data)):
+                why = why or "not a list of overrides"
+        except Exception as err:
+            why = first_line(err)
+        if why:
+            raise ConfigError(
+                f"{path} is not a usable copy of the run's .hydra files ({why}); delete {keep} to resume from the "
+                "run's current .hydra files"
+            )
 
 
 def settle_run_config(run_dir: Path, started: bool) -> None:
-    """A resumed run that started cleanly keeps Hydra's new files; one that failed before gets its old ones
-    back, so a bad override is never saved into the run for good."""
-    hydra_dir = Path(run_dir) / ".hydra"
-    keep = hydra_dir / BEFORE_RESUME
-    if not keep.is_dir() or not is_rank_zero():
+    """The .hydra files Hydra wrote aside for this job (conf/train.yaml's ``hydra.output_subdir``) go into the
+    run dir once the job holds it and has started (a new run: as soon as it holds it); a job that is refused,
+    skipped or fails before it starts leaves the run's files as they were. Rank 0 only."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not is_rank_zero() or not HydraConfig.initialized():
         return
-    if not started:
-        for saved in keep.iterdir():
-            shutil.copy2(saved, hydra_dir / saved.name)
-    shutil.rmtree(keep, ignore_errors=True)
+    hydra = HydraConfig.get()
+    if hydra.output_subdir is None:
+        return
+    hydra_dir = Path(run_dir) / ".hydra"
+    staged = Path(hydra.runtime.output_dir) / str(hydra.output_subdir)
+    if staged.parent != _STAGING or not staged.is_dir():  # hydra.output_subdir given: Hydra wrote there itself
+        return
+    if started:
+        for name in RUN_CONFIG_FILES:  # overrides.yaml, what a resume replays, last
+            if (staged / name).is_file():
+                data = (staged / name).read_bytes()
+
+                def write(f: IO[bytes], data: bytes = data) -> None:
+                    f.write(data)
+
+                atomic_write(hydra_dir / name, write)
+        shutil.rmtree(hydra_dir / BEFORE_RESUME, ignore_errors=True)  # an earlier mnistlab's copy: now replaced
+    shutil.rmtree(staged, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        staged.parent.rmdir()  # this process's staging folder, once no job of it has files there
+    remove_dead_staging()
 
 
 def refuse_busy_dirs(argv: list[str]) -> None:
@@ -324,6 +439,6 @@ def refuse_busy_dirs(argv: list[str]) -> None:
     for arg in argv:
         key, _, value = arg.partition("=")
         if key in ("hydra.run.dir", "resume") or (key == "hydra.sweep.dir" and not sharing):
-            busy = dir_busy(Path(value))
+            busy = dir_busy(path_value(value))
             if busy:
                 raise BusyError(busy)

@@ -71,7 +71,12 @@ def build_callbacks(cfg: DictConfig, progress: dict[str, Any]) -> list[Any]:
         from mnistlab.training.callbacks import WeightAverage
 
         callbacks.insert(0, WeightAverage(decay=float(cfg.ema.decay)))
-    return [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
+    callbacks = [*callbacks, RunStats(progress), StoreRunConfig(to_plain(cfg)), EpochSeed(cfg.seed)]
+    if follows_load(cfg):
+        from mnistlab.training.callbacks import FollowLoad
+
+        callbacks.append(FollowLoad())
+    return callbacks
 
 
 def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
@@ -150,7 +155,7 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     if not cfg.resume:  # a resumed run keeps its first HParams session: one row per run
         columns = None if chosen is None else single_run_columns(record[HPARAMS], chosen)
         log_hparams(run.loggers, record[HPARAMS], columns)
-    restore = str(cfg.ckpt_path) if cfg.resume else None  # a fine-tune took the weights alone (build_run)
+    restore = str(cfg.ckpt_path) if cfg.resume and cfg.ckpt_path else None  # a fine-tune: weights alone (build_run)
     trainer.fit(module, datamodule=run.datamodule, ckpt_path=restore, weights_only=True)
     record[VAL_CURVE] = list(module.val_history)  # before testing loads the best checkpoint's history
     if module.val_history:
@@ -191,19 +196,29 @@ def _hparam_keys(hydra: Any) -> tuple[list[str], list[str] | None]:
 def job_threads(cfg: DictConfig, hydra: Any) -> int | None:
     """``speed.threads``, or with a joblib launcher the cores divided among the jobs it runs at once (None:
     leave torch its default, all cores)."""
-    import os
-
     from mnistlab.training.sweep import is_joblib
+    from mnistlab.training.threads import usable_cores
 
     if cfg.speed.get("threads"):
         return int(cfg.speed.threads)
     launcher = hydra.get("launcher") or {}
     if not is_joblib(launcher):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     jobs = int(launcher.get("n_jobs") or -1)
     jobs = cores if jobs < 0 else jobs  # joblib's -1: one job per core
     return max(1, cores // max(1, jobs))
+
+
+def follows_load(cfg: DictConfig) -> bool:
+    """Nobody fixed the thread count (``speed.threads``, a joblib launcher's share, ``OMP_NUM_THREADS``): it
+    follows the load of other processes (``mnistlab.training.threads``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from mnistlab.training.threads import user_chose_threads
+
+    hydra: Any = HydraConfig.get() if HydraConfig.initialized() else {}
+    return job_threads(cfg, hydra) is None and not user_chose_threads()
 
 
 def _set_threads(cfg: DictConfig) -> None:
@@ -213,6 +228,10 @@ def _set_threads(cfg: DictConfig) -> None:
     threads = job_threads(cfg, HydraConfig.get())
     if threads:
         torch.set_num_threads(threads)
+    elif follows_load(cfg):
+        from mnistlab.training.threads import load_aware
+
+        load_aware().update()
 
 
 def _first_job_of_process() -> bool:
@@ -263,9 +282,11 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
     ``record`` collects the results as they come, so that a failure can still report what was reached.
     """
     record = {} if record is None else record
-    validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
     previous = read_record(out_dir)
+    if not cfg.resume and not (previous and previous.get(STATUS) == Status.COMPLETED):
+        settle_run_config(out_dir, started=True)  # a new run's record names what it ran, even if refused below
+    validate(cfg)
     if cfg.skip_completed and previous and previous.get(STATUS) == Status.COMPLETED:
         log.info("skipping %s: it completed before (skip_completed=true)", out_dir)
         return previous
@@ -351,6 +372,8 @@ def record_data(out_dir: Path, datamodule: Any) -> None:
         record["data"] = {"dataset": type(datamodule).__name__, "fingerprint": datamodule.fingerprint()}
     except (NotImplementedError, OSError, ValueError) as err:
         record["data"] = {"dataset": type(datamodule).__name__, "fingerprint": None, "why": first_line(err)}
+    if getattr(datamodule, "skipped", None):  # data.skip_bad=true: the images left out, each with why
+        record["data"]["skipped"] = list(datamodule.skipped)
     try:
         write_json_atomic(out_dir / provenance.PROVENANCE_FILE, record)
     except OSError as err:
@@ -386,8 +409,12 @@ def check_resume(cfg: DictConfig, out_dir: Path) -> None:
     from mnistlab.tasks.checkpoint import check_same_architecture, check_same_optimization
 
     run = Path(str(cfg.resume)).resolve()
-    if run != out_dir.resolve() or Path(str(cfg.ckpt_path or "")).resolve() != run / "checkpoints" / "last.ckpt":
+    last = run / "checkpoints" / "last.ckpt"
+    from_scratch = not cfg.ckpt_path and not last.exists()  # stopped before its first epoch ended
+    if run != out_dir.resolve() or not (from_scratch or Path(str(cfg.ckpt_path or "")).resolve() == last):
         raise ConfigError("resume is set only as resume=<run dir> on the command line of mnistlab.train")
+    if from_scratch:
+        return
     saved = check_same_architecture(str(cfg.ckpt_path), to_plain(cfg.model))
     check_same_optimization(str(run), saved, to_plain(cfg.optim), to_plain(cfg.scheduler))
 
@@ -414,37 +441,42 @@ def run_job(cfg: DictConfig) -> float | None:
     record: dict[str, Any] = {}
     try:
         with signals_interrupt(), _lock_unless_other_rank(out_dir, dir_lock):
-            return train(cfg, record).get(RANK_BY)
+            try:
+                return train(cfg, record).get(RANK_BY)
+            except TrialPruned as pruned:  # recorded while the dir is still held
+                record_failure(cfg, record, pruned, status=Status.PRUNED)
+                log.info("%s", pruned)
+                if not in_sweep:
+                    raise
+                return None
+            except Interrupted as stop:
+                record_failure(cfg, record, stop, status=Status.INTERRUPTED)
+                raise
+            except BusyError:
+                raise
+            except Exception as raised:
+                err = user_error(raised)
+                record_failure(cfg, record, err or raised)
+                if not in_sweep:
+                    raise
+                if err is None:  # a bug or a crash: the traceback matters
+                    log.exception("job failed; the sweep goes on")
+                else:
+                    log.error("%s", err)
+                return None
     except BusyError as busy:
         if in_sweep and cfg.skip_completed:
             log.info("skipping %s: %s", out_dir, busy)
             return None
         raise
-    except TrialPruned as pruned:
-        record_failure(cfg, record, pruned, status=Status.PRUNED)
-        log.info("%s", pruned)
-        if not in_sweep:
-            raise
-        return None
-    except Interrupted as stop:
-        settle_run_config(out_dir, started=False)
-        record_failure(cfg, record, stop, status=Status.INTERRUPTED)
+    except Interrupted:
         if in_sweep:
             from mnistlab.training.sweep import close_sweep
 
             close_sweep(Path(hydra.sweep.dir))
         raise
-    except Exception as raised:
-        settle_run_config(out_dir, started=False)
-        err = user_error(raised)
-        record_failure(cfg, record, err or raised)
-        if not in_sweep:
-            raise
-        if err is None:  # a bug or a crash: the traceback matters
-            log.exception("job failed; the sweep goes on")
-        else:
-            log.error("%s", err)
-        return None
+    finally:
+        settle_run_config(out_dir, started=False)  # .hydra files not moved in by now are not this run's
 
 
 def _lock_unless_other_rank(out_dir: Path, dir_lock: Any) -> Any:
@@ -469,5 +501,7 @@ def record_failure(cfg: DictConfig, record: dict[str, Any], err: BaseException, 
     if status == Status.INTERRUPTED:
         last = out_dir / "checkpoints" / "last.ckpt"
         reason = f"{err} after {record.get(EPOCHS, 0)} finished epochs"
-        record[RESUME_WITH] = f"resume={out_dir}" if last.is_file() else None
+        if not last.is_file():
+            reason += f"; stopped before the first epoch ended: resume={out_dir} starts it again"
+        record[RESUME_WITH] = f"resume={out_dir}"  # from last.ckpt, or from scratch with the same config
     write_record(out_dir, {**record, STATUS: status, REASON: reason, FINISHED_AT: time.time()})

@@ -12,6 +12,7 @@ _WHERE = {
     "SanityChecks": "diagnostics",
     "TrainingSamples": "diagnostics",
     "EpochSeed": "epoch_seed",
+    "FollowLoad": "load_threads",
     "StoreRunConfig": "run_config",
     "RunStats": "run_stats",
     "RunProgressBar": "progress",
