@@ -22,7 +22,8 @@ class ClassificationTask(ImageTask):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         args: dict[str, Any] = {"num_classes": int(kwargs["num_classes"]), "validate_args": False}
-        self.train_acc = MulticlassAccuracy(average="micro", **args)
+        self._train_correct = torch.zeros((), dtype=torch.long)  # counted on the device, read once an epoch
+        self._train_seen = 0
         scores = MetricCollection(
             {"acc": MulticlassAccuracy(average="micro", **args), "f1": MulticlassF1Score(average="macro", **args)}
         )
@@ -45,14 +46,18 @@ class ClassificationTask(ImageTask):
         images, labels = batch
         logits = self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        self.train_acc.update(logits.detach(), labels)
+        self._train_correct += (logits.detach().argmax(1) == labels).sum()
+        self._train_seen += len(labels)
         self.track_loss(loss.detach())
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._train_correct = torch.zeros((), dtype=torch.long, device=self.device)
+        self._train_seen = 0
+
     def train_epoch_metrics(self) -> dict[str, Tensor]:
-        acc = self.train_acc.compute()
-        self.train_acc.reset()
-        return {TRAIN_ACC: acc}
+        return {TRAIN_ACC: self._train_correct.float() / max(1, self._train_seen)}
 
     def _evaluate_batch(self, batch: tuple[Tensor, Tensor], loss: MeanMetric, *metrics: Any) -> Tensor:
         images, labels = batch

@@ -12,38 +12,49 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel
 
 
-def ema_with_warmup(averaged: list[Tensor], current: list[Tensor], num_averaged: Tensor, decay: float) -> None:
+def ema_with_warmup(averaged: list[Tensor], current: list[Tensor], num_averaged: int | Tensor, decay: float) -> None:
     """One EMA step, in place, over a group of same-dtype tensors, whose decay ramps up as
     ``(1 + n) / (10 + n)`` to ``decay``: after 50 steps the average already follows the weights (0.85), where a
     fixed 0.999 would still be 95 % the random initialization. Integer buffers (BatchNorm's batch counter)
-    take the current value. A few multi-tensor ops a step, none reading a value back to the host."""
+    take the current value. One multi-tensor op a group: the rate is a host number, nothing is read back."""
     if not averaged[0].is_floating_point():
         torch._foreach_copy_(averaged, current)
         return
-    rate = (1 - torch.clamp((1 + num_averaged) / (10 + num_averaged), max=decay)).to(averaged[0].dtype)
-    step = torch._foreach_sub(current, averaged)
-    torch._foreach_mul_(step, rate)
-    torch._foreach_add_(averaged, step)
+    n = int(num_averaged)
+    torch._foreach_lerp_(averaged, current, 1 - min((1 + n) / (10 + n), decay))
 
 
 class WarmupEMA(AveragedModel):
     """torch's ``AveragedModel`` (parameters and buffers) updated by ``ema_with_warmup``. torch's own update
-    reads its step counter back to the host twice a step, a wait for the GPU each time; this one reads
-    nothing back. Its first update is an EMA step like the others (weight 0.9 on the new weights)."""
+    reads its step counter back to the host twice a step, a wait for the GPU each time, and regroups the
+    tensors every step; this one counts steps on the host (read once, after a resume) and groups the tensors
+    once. Its first update is an EMA step like the others (weight 0.9 on the new weights)."""
 
     def __init__(self, model: nn.Module, decay: float, device: torch.device) -> None:
         super().__init__(model, device=device, use_buffers=True)
         self.decay = decay
+        self._steps: int | None = None
+        self._groups: tuple[int, list[tuple[list[Tensor], list[Tensor]]]] | None = None
+
+    def _grouped(self, model: nn.Module) -> list[tuple[list[Tensor], list[Tensor]]]:
+        """The averaged and current tensors by (device, dtype); parameters and buffers are updated in place,
+        so the lists stay valid for the model they were made from."""
+        if self._groups is None or self._groups[0] != id(model):
+            groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
+            averaged = chain(self.module.parameters(), self.module.buffers())
+            for mine, theirs in zip(averaged, chain(model.parameters(), model.buffers()), strict=False):
+                group = groups.setdefault((mine.device, mine.dtype), ([], []))
+                group[0].append(mine.detach())
+                group[1].append(theirs.detach())
+            self._groups = (id(model), list(groups.values()))
+        return self._groups[1]
 
     def update_parameters(self, model: nn.Module) -> None:
-        groups: dict[tuple[torch.device, torch.dtype], tuple[list[Tensor], list[Tensor]]] = {}
-        averaged = chain(self.module.parameters(), self.module.buffers())
-        for mine, theirs in zip(averaged, chain(model.parameters(), model.buffers()), strict=False):
-            group = groups.setdefault((mine.device, mine.dtype), ([], []))
-            group[0].append(mine.detach())
-            group[1].append(theirs.detach())
-        for averaged_group, current_group in groups.values():
-            ema_with_warmup(averaged_group, current_group, self.n_averaged, self.decay)
+        if self._steps is None:
+            self._steps = int(self.n_averaged)  # 0, or the count a resumed checkpoint holds
+        for averaged_group, current_group in self._grouped(model):
+            ema_with_warmup(averaged_group, current_group, self._steps, self.decay)
+        self._steps += 1
         self.n_averaged += 1
 
 
