@@ -2,8 +2,8 @@
 
 N (``--n``, default 4000) 64×64 RGB JPEGs in 10 class folders are written to a temp dir (seeded: the same files
 every run). The same model (mnistlab's registered ``linear``, softmax regression at 3×64×64, 10 classes;
-``--model mlp`` or ``--model cnn`` for more compute a step), the same optimizer (SGD, momentum 0.9), the same batch size (64) and the same
-training loop are fed by
+``--model mlp`` or ``--model cnn`` for more compute a step), the same optimizer (SGD, momentum 0.9), the same
+batch size (64) and the same training loop are fed by
 - (a) mnistlab: ``data=folder``'s DataModule. Its first setup decodes every file once, in threads, into a uint8
   cache (the first-run decode rate is printed); each epoch then slices batches of that uint8 tensor and turns
   them into floats on the device (``on_after_batch_transfer``, as ``mnistlab-train`` does);

@@ -16,6 +16,7 @@ BENCHES = [
     "sweep_overhead",
     "sweep_parallel",
     "time_to_accuracy",
+    "fast995",
     "lr_finder",
     "resnet_fashion",
     "default_recipe",
