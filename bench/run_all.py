@@ -15,6 +15,8 @@ BENCHES = [
     "mlp_epoch",
     "sweep_overhead",
     "sweep_parallel",
+    "threads_under_load",
+    "compile_cpu",
     "time_to_accuracy",
     "fast995",
     "lr_finder",
@@ -23,6 +25,7 @@ BENCHES = [
     "fashion_recipe",
     "drawn_digits",
     "photo_digits",
+    "own_images",
     "serve_load",
     "gpu",
 ]

@@ -6,7 +6,7 @@ The busy loop is one Python process spinning on one core, started and stopped by
 alternate within each round, so that a slow spell of this shared machine hits all of them. Figures: median
 seconds per configuration; targets: under load, default / one thread <= 1.05; idle, default / all cores <= 1.05.
 
-    python bench/threads_under_load.py [--rounds 2]
+    python bench/threads_under_load.py [--rounds 3] [--only cnn|fast]
 """
 
 from __future__ import annotations
@@ -38,15 +38,13 @@ def measure(overrides: list[str], what: str) -> float:
     return wall if what == "wall" else float(metrics(run)["train_time_s"])
 
 
-def main() -> bool:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+def main(rounds: int = 3, only: str | None = None) -> bool:
+    chosen = [w for w in WORKLOADS if only is None or only in w.lower()]
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.pop(name, None)  # the bench measures what a user gets
     print(f"{CORES} cores; idle = nothing else started by this bench; busy = one spinning process beside the run")
     times: dict[tuple[str, str, str], list[float]] = {}
-    for _ in range(args.rounds):
+    for round_ in range(rounds):
         for load in ("idle", "busy"):
             stop = multiprocessing.Event()
             spinner = multiprocessing.Process(target=spin, args=(stop,), daemon=True) if load == "busy" else None
@@ -55,14 +53,18 @@ def main() -> bool:
                 time.sleep(0.5)
             try:
                 for workload, (overrides, what) in WORKLOADS.items():
-                    for label, extra in THREADS.items():
+                    if workload not in chosen:
+                        continue
+                    labels = list(THREADS)
+                    for label in labels[round_ % 3 :] + labels[: round_ % 3]:  # each round starts with another
+                        extra = THREADS[label]
                         times.setdefault((workload, load, label), []).append(measure([*overrides, *extra], what))
             finally:
                 if spinner:
                     stop.set()
                     spinner.join(5)
     ok = True
-    for workload in WORKLOADS:
+    for workload in chosen:
         print(workload)
         for load in ("idle", "busy"):
             for label in THREADS:
@@ -81,4 +83,8 @@ def main() -> bool:
 
 
 if __name__ == "__main__":
-    raise SystemExit(0 if main() else 1)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=["cnn", "fast"], help="one workload only")
+    args = parser.parse_args()
+    raise SystemExit(0 if main(args.rounds, args.only) else 1)
