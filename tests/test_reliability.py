@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, needs
-from helpers.cli import FAST, run_cli, serving
+from helpers import needs
+from helpers.cli import FAST, run_cli, serving, start_train
 from helpers.data import write_checkpoint, write_idx, write_tiny_dataset
 from helpers.runs import metrics
 from PIL import Image
@@ -68,17 +68,6 @@ def test_a_failed_resume_keeps_the_completed_record_and_the_overrides(finished_r
 
 
 # -- 3. signals -------------------------------------------------------------------------------------------
-def _start(args: list[str], data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MNISTLAB_DATA_DIR": str(data_dir)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not path.exists():
@@ -88,7 +77,7 @@ def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> No
 
 
 def test_sigterm_ends_a_run_non_zero_with_an_interrupted_record_to_resume_from(tiny_data, tmp_path):
-    process = _start([*SMALL, "trainer.max_epochs=400", f"hydra.run.dir={tmp_path}"], tiny_data)
+    process = start_train([*SMALL, "trainer.max_epochs=400", f"hydra.run.dir={tmp_path}"], tiny_data)
     _wait_for(tmp_path / "checkpoints" / "last.ckpt", process)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=60)[0].decode()
@@ -101,7 +90,7 @@ def test_sigterm_ends_a_run_non_zero_with_an_interrupted_record_to_resume_from(t
 
 def test_sigterm_in_a_sweep_still_writes_the_summary_and_report(tiny_data, tmp_path):
     args = ["-m", *SMALL, "trainer.max_epochs=400", "optim=sgd,adam", f"hydra.sweep.dir={tmp_path}"]
-    process = _start(args, tiny_data)
+    process = start_train(args, tiny_data)
     _wait_for(tmp_path / "0" / "checkpoints" / "last.ckpt", process)
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=60)[0].decode()

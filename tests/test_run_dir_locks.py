@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO
-from helpers.cli import FAST, run_cli
+from helpers.cli import FAST, run_cli, start_train
 from helpers.runs import metrics
 
 from mnistlab.core.errors import BusyError
@@ -134,21 +133,10 @@ def test_a_resume_refused_by_the_lock_leaves_every_file_of_the_run_dir_unchanged
         holder.wait()
 
 
-def _start(args: list[str], data_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MNISTLAB_DATA_DIR": str(data_dir)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
 @pytest.mark.slow
 def test_two_resumes_started_together_leave_the_winners_record(cnn_run, tiny_data, tmp_path):
     run_dir = _copy(cnn_run, tmp_path / "run")
-    started = {n: _start([f"resume={run_dir}", f"trainer.max_epochs={n}"], tiny_data) for n in (12, 13)}
+    started = {n: start_train([f"resume={run_dir}", f"trainer.max_epochs={n}"], tiny_data) for n in (12, 13)}
     outputs = {n: p.communicate(timeout=300)[0].decode() for n, p in started.items()}
     codes = {n: p.returncode for n, p in started.items()}
     (winner,) = [n for n, code in codes.items() if code == 0]  # 10+ epochs each: they overlap
@@ -211,7 +199,7 @@ def test_a_good_before_resume_copy_is_what_a_resume_replays(cnn_run, tmp_path):
 @pytest.mark.slow
 def test_a_run_stopped_before_its_first_epoch_ended_resumes_from_scratch(tiny_data, tmp_path):
     run_dir = tmp_path / "run"
-    process = _start([*SMALL, "data.batch_size=1", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"], tiny_data)
+    process = start_train([*SMALL, "data.batch_size=1", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}"], tiny_data)
     deadline = time.time() + 120
     while not (run_dir / PROVENANCE_FILE).exists():  # written just before the data and the model are built
         assert process.poll() is None and time.time() < deadline, process.stdout.read().decode()[-3000:]

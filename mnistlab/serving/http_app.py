@@ -118,15 +118,20 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def _page(name: str) -> str:
+    """A page of static/, with the script both pages share pasted in (one file, no second request)."""
+    static = files("mnistlab.serving").joinpath("static")
+    shared = static.joinpath("shared.js").read_text(encoding="utf-8")
+    return static.joinpath(name).read_text(encoding="utf-8").replace("// @include shared.js\n", shared)
+
+
 def drawing_page() -> str:
-    return files("mnistlab.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    return _page("index.html")
 
 
 def page_for(preprocess: str) -> str:
     """The drawing page for digit models; an upload page for the others, whose classes no drawing shows."""
-    if preprocess == "mnist":
-        return drawing_page()
-    return files("mnistlab.serving").joinpath("static/upload.html").read_text(encoding="utf-8")
+    return drawing_page() if preprocess == "mnist" else _page("upload.html")
 
 
 def create_app(

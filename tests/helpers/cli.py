@@ -53,6 +53,18 @@ def run_cli(
     return result
 
 
+def start_train(args: list[str], data_dir: Path) -> subprocess.Popen:
+    """``python -m mnistlab.train ARGS`` started in the background (unbuffered, output piped), to be signalled."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MNISTLAB_DATA_DIR": str(data_dir)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnistlab.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
 def assert_one_error_line(result: subprocess.CompletedProcess, expected: str) -> str:
     """The command's promise for a user error: exit status 2, one ``error: `` line holding ``expected``, no
     traceback. Returns that line."""
