@@ -24,6 +24,21 @@ import mnistlab.core.factors  # noqa: F401  (registers the run-name resolvers of
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides, refuse_busy_dirs
 
 
+def _strings(overrides: Sequence[str]) -> list[str]:
+    """The overrides as a list of text, as a command line has them: a string or another item is a caller's slip,
+    named here rather than as an AttributeError deep in the checks."""
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides must be a list of strings such as ['optim=sgd'], not the string {overrides!r}")
+    overrides = list(overrides)
+    bad = next((i for i, o in enumerate(overrides) if not isinstance(o, str)), None)
+    if bad is not None:
+        item = overrides[bad]
+        raise TypeError(
+            f"overrides must be strings such as 'optim=sgd'; item {bad} is {item!r} ({type(item).__name__})"
+        )
+    return overrides
+
+
 def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str], multirun: bool = False) -> Any:
     """Hydra's own run/multirun (run dir, .hydra/ files, job logging, callbacks) on conf/, with our task."""
     from hydra import initialize_config_dir
@@ -32,8 +47,7 @@ def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str
     from mnistlab.core.composition import explain
     from mnistlab.core.errors import ConfigError
 
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides must be a list of strings such as ['optim=sgd'], not the string {overrides!r}")
+    overrides = _strings(overrides)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=config_name):
         hydra = GlobalHydra.instance().hydra
         assert hydra is not None
@@ -66,7 +80,7 @@ def _train_task(cfg: Any) -> Any:
 
 def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """One run, as ``mnistlab-train *overrides``; returns its metrics.json record plus ``run_dir``."""
-    argv = prepare_train_overrides(["mnistlab-train", *overrides])
+    argv = prepare_train_overrides(["mnistlab-train", *_strings(overrides)])
     job = _hydra("train", _train_task, argv[1:])
     return _record(job.hydra_cfg.hydra.runtime.output_dir)
 
@@ -80,7 +94,7 @@ def sweep(overrides: Sequence[str] = ()) -> dict[str, Any]:
     from mnistlab.analysis.runs import job_dirs
     from mnistlab.core.errors import MnistlabError
 
-    argv = prepare_train_overrides(["mnistlab-train", *overrides])
+    argv = prepare_train_overrides(["mnistlab-train", *_strings(overrides)])
     given = [o for o in argv[1:] if o.startswith("hydra.sweep.dir=")]
     if given:
         sweep_dir = Path(given[-1].partition("=")[2])
@@ -107,7 +121,7 @@ def evaluate(overrides: Sequence[str] = ()) -> dict[str, Any]:
     into a new run dir (``run_dir``)."""
     from mnistlab.training.retest import evaluate_checkpoint
 
-    refuse_busy_dirs(list(overrides))
+    refuse_busy_dirs(_strings(overrides))
     job = _hydra("evaluate", evaluate_checkpoint, overrides)
     return {**job.return_value, "run_dir": job.hydra_cfg.hydra.runtime.output_dir}
 

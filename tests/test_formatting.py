@@ -56,3 +56,9 @@ def test_a_cell_with_a_pipe_or_a_line_break_stays_one_cell():
     (_, _, row) = markdown_table(["job", "reason"], [["7", reason]])
     assert row == "| 7 | ValueError: a\\|b<br>Traceback line<br>last |"
     assert row.replace("\\|", "").count("|") == 3 and "\n" not in row
+
+
+def test_html_in_a_cell_is_text_so_it_cannot_hide_the_rest_of_the_report():
+    reason = "<!-- hides what follows --> <img src=x onerror=alert(1)> AT&T"
+    (_, _, row) = markdown_table(["job", "reason"], [["7", reason]])
+    assert row == "| 7 | &lt;!-- hides what follows --> &lt;img src=x onerror=alert(1)> AT&amp;T |"

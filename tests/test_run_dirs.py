@@ -25,6 +25,11 @@ CRAFTED = [
     "trainer.callbacks=[]",
     "++trainer.plugins=[]",
     "logger/tensorboard=csv",
+    "~callbacks",
+    "~callbacks.model_checkpoint",
+    "~logger",
+    "hydra.run.dir=/tmp/elsewhere",
+    "++hydra.output_subdir=../../x",
 ]
 
 
@@ -92,12 +97,32 @@ def test_a_yaml_alias_bomb_in_a_run_dir_is_refused_at_once(tmp_path):
         expand_resume(["train.py", f"resume={run_dir}"])
 
 
+def test_an_oversized_overrides_file_is_refused_in_one_line(tmp_path):
+    from mnistlab.core.errors import ConfigError
+
+    run_dir = _run_dir(tmp_path, ["model=cnn"])
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- optim.lr=" + "1" * 3_000_000 + "\n")
+    with pytest.raises(ConfigError, match="more than a record holds") as raised:
+        expand_resume(["train.py", f"resume={run_dir}"])
+    assert "\n" not in str(raised.value)
+
+
 def test_non_finite_scores_in_a_record_are_never_ranked(tmp_path):
     from mnistlab.core.record import read_record
 
     (tmp_path / "metrics.json").write_text('{"status": "completed", "val/acc_best": NaN, "test/acc": Infinity}')
     record = read_record(tmp_path)
     assert record["val/acc_best"] is None and record["test/acc"] is None
+
+
+def test_a_record_of_lists_or_beyond_the_size_cap_is_unreadable_not_read(tmp_path):
+    from mnistlab.core.record import MAX_RECORD_BYTES, read_record
+
+    (tmp_path / "metrics.json").write_text('{"status": "completed", "val/acc_best": [0.99, 1.0]}')
+    assert read_record(tmp_path)["status"] == "unreadable"
+    (tmp_path / "metrics.json").write_text('{"status": "completed", "pad": "' + "x" * MAX_RECORD_BYTES + '"}')
+    record = read_record(tmp_path)
+    assert record["status"] == "unreadable" and "larger than a run record can be" in record["reason"]
 
 
 def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
@@ -118,9 +143,14 @@ def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
         "another sweep": ["-m", "optim=sgd,rmsprop", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
         "another search": ["-m", "hparams_search=optuna", *fast, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
     }
+    sweep_file = tmp_path / "sweep" / "sweep.json"
+    attempts["completed runs this search would write over"] = attempts["another search"]  # no sweep.json, empty db
     for expected, args in attempts.items():
-        if "search" in expected:
+        if expected == "another search":
             expected = "another sweep"  # the dir was made by a grid; a search asks something else
+        if "this search" in expected:
+            sweep_file.rename(tmp_path / "sweep.json")
+            (tmp_path / "sweep" / "optuna.db").touch()  # an empty file is no study to continue
         done = subprocess.run(
             [sys.executable, "-m", "mnistlab.train", *args],
             cwd=tmp_path,
@@ -132,6 +162,8 @@ def test_no_sweep_writes_over_another_sweeps_runs(tiny_data, tmp_path):
         errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
         assert done.returncode == 2 and len(errors) == 1 and expected in errors[0], done.stderr[-2000:]
         assert "Traceback" not in done.stderr
+    (tmp_path / "sweep.json").rename(sweep_file)
+    (tmp_path / "sweep" / "optuna.db").unlink()
     assert (tmp_path / "sweep" / "0" / "metrics.json").read_text() == record
     finished = run_cli("mnistlab.train", *grid, "skip_completed=true", data_dir=tiny_data, cwd=tmp_path)
     assert "2 of 2 runs completed" in finished.stdout

@@ -126,3 +126,83 @@ def test_a_damaged_study_database_exits_2_with_one_line(tmp_path):
     )
     assert done.returncode == 2 and "is not a readable Optuna study" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_study_continued_for_another_direction_or_objective_is_one_line(tmp_path):
+    """Optuna loads a study whatever direction is asked; its trials were scored for one goal, so another is
+    refused (sweep.json catches the same when it is there; this is the study's own record)."""
+    pytest.importorskip("optuna")
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.errors import MnistlabError
+    from mnistlab.search.sweeper import OptunaSweeper
+
+    _real_study(tmp_path / "optuna.db")
+    for kwargs, expected in (
+        ({"direction": "minimize"}, "was made to maximize val/acc_best, not to minimize val/acc_best"),
+        ({"objective": "test/acc"}, "was made to maximize val/acc_best, not to maximize test/acc"),
+    ):
+        sweeper = OptunaSweeper(**kwargs)
+        sweeper.config = OmegaConf.create({})
+        sweeper.sweep_dir = tmp_path
+        with pytest.raises(MnistlabError) as raised:
+            sweeper._open_study(parse_space(SPACE, [])[0])
+        assert expected in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_categorical_with_another_level_than_the_study_has_is_one_line(tmp_path):
+    """sweep.json gone, the study kept: Optuna's own refusal of the new choices becomes one line, and the trial
+    it opened is closed and takes no place of n_trials."""
+    optuna = pytest.importorskip("optuna")
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.errors import ConfigError
+    from mnistlab.search.sweeper import OptunaSweeper
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'optuna.db'}", study_name="mnistlab")
+    trial = study.ask()
+    trial.suggest_categorical("optim", ["sgd", "adam"])
+    study.tell(trial, 0.5)
+    space = parse_space({"optim": {"type": "categorical", "choices": ["sgd", "adam", "rmsprop"]}}, [])[0]
+    sweeper = OptunaSweeper(direction="minimize")
+    sweeper.config = OmegaConf.create({})
+    sweeper.sweep_dir = tmp_path
+    opened = sweeper._open_study(space)
+    with pytest.raises(ConfigError, match=r"trial 1 does not fit hydra\.sweeper\.params"):
+        sweeper._ask(opened, space, 1)
+    assert [t.state.name for t in opened.get_trials()] == ["COMPLETE", "FAIL"]
+    assert sweeper._tally(opened) == ([opened.get_trials()[0]], [])
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"n_trials": "abc"}, "n_trials, n_jobs and max_failures must be positive integers"),
+        ({"n_trials": -3}, "n_trials, n_jobs and max_failures must be positive integers"),
+        ({"pruner": {"name": "median", "n_startup_trials": -1}}, "pruner (median): Number of startup trials cannot"),
+        ({"sampler": {"name": "tpe", "zzz": 1}}, "sampler (tpe): TPESampler.__init__() got an unexpected keyword"),
+    ],
+)
+def test_sweeper_settings_optuna_refuses_are_one_line_naming_the_setting(settings, expected, tmp_path):
+    """Refused before the study's database is touched: never blamed on optuna.db."""
+    pytest.importorskip("optuna")
+    from omegaconf import OmegaConf
+
+    from mnistlab.core.errors import ConfigError
+    from mnistlab.search.sweeper import OptunaSweeper
+
+    with pytest.raises(ConfigError) as raised:
+        sweeper = OptunaSweeper(**settings)
+        sweeper.config = OmegaConf.create({})
+        sweeper.sweep_dir = tmp_path
+        sweeper._open_study(parse_space(SPACE, [])[0])
+    assert expected in str(raised.value) and "\n" not in str(raised.value) and "optuna.db" not in str(raised.value)
+    assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.parametrize("item", [3, None, b"seed=1"])
+def test_an_override_that_is_not_text_is_named_by_the_api(item):
+    from mnistlab import api
+
+    with pytest.raises(TypeError, match=r"overrides must be strings such as 'optim=sgd'; item 1 is "):
+        api.train(["seed=1", item])

@@ -148,3 +148,26 @@ def test_a_trial_stopped_by_sigterm_runs_again_with_its_values_and_is_no_failure
     assert f"optim.lr={terminated.params['optim.lr']!r}" in again.launcher.ran[0]  # the first one run again
     assert [t["state"] for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # 3 finished, none failed
     assert read_record(tmp_path / "1")[STATUS] == "requeued"
+
+
+class _Uncomposable:
+    """Every trial fails to compose, as a swept key that is not in the config does."""
+
+    def launch(self, jobs: list[list[str]], initial_job_idx: int) -> list[None]:
+        raise ValueError("Could not override 'trainer.foo'.\nKey 'foo' is not in struct")
+
+
+def test_a_search_whose_every_trial_fails_to_compose_ends_with_one_line_and_status_2(tmp_path, capsys):
+    sweeper = _sweeper(tmp_path)
+    sweeper.params, sweeper.n_trials = {"optim.lr": {"type": "float", "low": 1e-4, "high": 0.1}}, 2
+    sweeper.launcher = _Uncomposable()
+    with pytest.raises(SystemExit) as ended:
+        sweeper.sweep([])
+    assert ended.value.code == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert error == [
+        "error: the search ended with none of its 2 trials completed (trial 1: could not be launched: Could not "
+        "override 'trainer.foo'.); fix the command line or hydra.sweeper.params"
+    ]
+    trials = json.loads((tmp_path / "search.json").read_text())["trials"]
+    assert [t["reason"] for t in trials] == ["could not be launched: Could not override 'trainer.foo'."] * 2

@@ -32,8 +32,11 @@ def format_number(value: Any, decimals: int | None = None, *, signed: bool = Fal
 
 
 def escape_cell(text: Any) -> str:
-    """A table cell's text: a ``|`` escaped and line breaks as ``<br>``, so that the cell stays one cell."""
+    """A table cell's text: a ``|`` escaped, line breaks as ``<br>`` and HTML's ``&`` ``<`` as entities, so that
+    the cell stays one cell and text from a record (a failure's reason) cannot open a comment or a tag that
+    hides or rewrites the rest of the report."""
     text = text if isinstance(text, str) else format_number(text)
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
     return text.replace("|", "\\|").replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
 
 

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from mnistlab.core.columns import HPARAM_OF
 from mnistlab.core.files import write_json_atomic
+from mnistlab.core.readers import read_json
 
 SWEEP_FILE = "sweep.json"
 NOT_FACTORS = ("hydra.", "hydra/", "paths.", "skip_completed")  # where a sweep runs, not what it compares
@@ -95,12 +96,17 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, bool | int | float | str) or value is None else str(value)
 
 
+def _read_sweep_file(sweep_dir: Path) -> Any:
+    """sweep.json's content, read with the records' size cap; None when it is missing or not readable."""
+    try:
+        return read_json(Path(sweep_dir) / SWEEP_FILE)
+    except (OSError, ValueError):  # RecordError is a ValueError
+        return None
+
+
 def read_swept(sweep_dir: Path) -> dict[str, list[Any]] | None:
     """The sweep's swept keys and values from its sweep.json; None when there is none or it is not readable."""
-    try:
-        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    data = _read_sweep_file(sweep_dir)
     factors = data.get("swept") if isinstance(data, dict) else None
     if not isinstance(factors, dict) or not all(isinstance(k, str) and isinstance(v, list) for k, v in factors.items()):
         return None
@@ -134,20 +140,14 @@ def sweep_origin(overrides: list[str], sweeper: dict[str, Any]) -> dict[str, Any
 
 def read_origin(sweep_dir: Path) -> dict[str, Any] | None:
     """The ``origin`` sweep.json recorded, or None (no sweep.json, or one written before origins were kept)."""
-    try:
-        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    data = _read_sweep_file(sweep_dir)
     origin = data.get("origin") if isinstance(data, dict) else None
     return origin if isinstance(origin, dict) else None
 
 
 def read_searched(sweep_dir: Path) -> dict[str, dict[str, Any]]:
     """The keys a sweep searched over a range, with their type and scale (``searched_scales``); {} when none."""
-    try:
-        data = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
+    data = _read_sweep_file(sweep_dir)
     scales = data.get("searched") if isinstance(data, dict) else None
     if not isinstance(scales, dict):
         return {}

@@ -69,7 +69,11 @@ class OptunaSweeper(Sweeper):
     ) -> None:
         if direction not in ("maximize", "minimize"):
             raise ConfigError(f"hydra.sweeper.direction={direction!r} must be maximize or minimize")
-        if int(n_trials) < 1 or int(n_jobs) < 1 or (max_failures is not None and int(max_failures) < 1):
+        try:
+            counts = [int(n) for n in (n_trials, n_jobs, 1 if max_failures is None else max_failures)]
+        except (TypeError, ValueError):  # n_trials=abc
+            counts = [0]
+        if min(counts) < 1:
             raise ConfigError("hydra.sweeper.n_trials, n_jobs and max_failures must be positive integers")
         self.objective, self.direction = objective, direction
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
@@ -126,18 +130,26 @@ class OptunaSweeper(Sweeper):
         heartbeat: dict[str, Any] = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
         if url.startswith("postgresql"):  # a host that does not answer: an error, not a wait of minutes
             heartbeat["engine_kwargs"] = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
+        try:  # before the database: an argument the sampler refuses is no fault of the study's file
+            sampler = self._sampler(space)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"hydra.sweeper.sampler ({self.sampler_cfg.get('name')}): {first_line(err)}") from None
+        pruner = self._pruner()
         for attempt in range(2):  # workers starting together race to create the tables and the study: once more
             try:
                 self.storage = RDBStorage(url, **heartbeat)
                 study = optuna.create_study(
                     study_name=self.study_name,
                     storage=self.storage,
-                    sampler=self._sampler(space),
-                    pruner=self._pruner(),
+                    sampler=sampler,
+                    pruner=pruner,
                     direction=self.direction,  # type: ignore[arg-type]  # "maximize" or "minimize": __init__ checks
                     load_if_exists=True,
                 )
                 study.get_trials(deepcopy=False)  # a damaged database shows here, not in the middle of the search
+                self._check_goal(study)
                 return study
             except ConfigError:
                 raise
@@ -146,6 +158,22 @@ class OptunaSweeper(Sweeper):
                     raise MnistlabError(self._storage_error(url, err)) from None
                 time.sleep(0.2 + 0.3 * random.random())
         raise AssertionError("unreachable")
+
+    def _check_goal(self, study: Any) -> None:
+        """A study that exists keeps the direction and objective it was made for (Optuna loads it whatever
+        direction is asked): trials that scored another metric, or the other way, are never ranked together."""
+        made = study.direction.name.lower()
+        objective = study.user_attrs.get("objective")
+        if objective is None:
+            study.set_user_attr("objective", self.objective)
+            objective = self.objective
+        if (made, objective) != (self.direction, self.objective):
+            where = self.sweep_dir / "optuna.db" if self.storage_url is None else "hydra.sweeper.storage"
+            raise ConfigError(
+                f"study {self.study_name!r} in {where} was made to {made} {objective}, not to {self.direction} "
+                f"{self.objective}: continue it with hydra.sweeper.objective={objective} hydra.sweeper.direction="
+                f"{made}, or give this search a new hydra.sweep.dir=… or hydra.sweeper.study_name=…"
+            )
 
     def _storage_error(self, url: str, err: Exception) -> str:
         """One line that says what is wrong with the study's database and what to do."""
@@ -254,6 +282,11 @@ class OptunaSweeper(Sweeper):
         self._write_search_file(study, fixed)
         finished, _ = self._tally(study)
         log.info("search: %d of %d trials finished in study %r", len(finished), self.n_trials, self.study_name)
+        if finished and all(str(t.user_attrs.get("reason")).startswith(UNLAUNCHED) for t in finished):
+            self._stop(  # no trial was even composed: a command line or space that cannot run, not a search
+                f"the search ended with none of its {len(finished)} trials completed (trial {finished[-1].number}: "
+                f"{finished[-1].user_attrs.get('reason')}); fix the command line or hydra.sweeper.params"
+            )
         return returns
 
     def _stop(self, message: str) -> None:
@@ -282,7 +315,17 @@ class OptunaSweeper(Sweeper):
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=TrialState.FAIL)
                 break
-            batch.append((trial, sample(space, trial)))
+            try:
+                values = sample(space, trial)
+            except ValueError as err:  # Optuna: an enqueued value, or earlier trials, outside today's space
+                trial.set_user_attr("surplus", True)  # no trial of the search: it takes no place of n_trials
+                study.tell(trial, state=TrialState.FAIL)
+                raise ConfigError(
+                    f"trial {trial.number} does not fit hydra.sweeper.params ({first_line(err)}): give enqueued "
+                    f"values inside the space, or continue study {self.study_name!r} with its own params, or give "
+                    "this search a new hydra.sweep.dir=… or hydra.sweeper.study_name=…"
+                ) from None
+            batch.append((trial, values))
         return batch
 
     def _run(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], fixed: list[str]) -> Any:
@@ -309,18 +352,19 @@ class OptunaSweeper(Sweeper):
                     f"search.monitor={self.objective.removesuffix('_best')}",
                 ]
             jobs.append(job)
-        results = None
+        results, unlaunched = None, None
         with _Heartbeats(self.storage, [t for t, _ in batch], None if self.local else self.heartbeat_interval):
             try:
                 results = self.launcher.launch(jobs, initial_job_idx=batch[0][0].number)
             except Exception as err:  # a launcher or compose error: these trials failed, the search goes on
-                log.error("trials %s could not be launched: %s", [t.number for t, _ in batch], first_line(err))
+                unlaunched = f"{UNLAUNCHED}{first_line(err)}"
+                log.error("trials %s %s", [t.number for t, _ in batch], unlaunched)
             except (Interrupted, SystemExit) as stop:  # SIGTERM (preemption) or Ctrl-C during a trial
                 self._terminated(study, batch, stop)
                 raise
         returned = list(results or [])
         for i, (trial, _) in enumerate(batch):
-            self._tell(study, trial, returned[i] if i < len(returned) else None)
+            self._tell(study, trial, returned[i] if i < len(returned) else None, unlaunched)
         return results
 
     def _in_order(self, overrides: list[str]) -> list[str]:
@@ -350,10 +394,12 @@ class OptunaSweeper(Sweeper):
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 log.warning("trial %d stopped by %s: the next run of the search runs it again", trial.number, name)
 
-    def _tell(self, study: Any, trial: Any, returned: Any = None) -> None:
+    def _tell(self, study: Any, trial: Any, returned: Any = None, unlaunched: str | None = None) -> None:
         from optuna.trial import TrialState
 
-        record = read_record(self.sweep_dir / str(trial.number)) or _returned_record(returned, self.objective)
+        record = read_record(self.sweep_dir / str(trial.number)) or (
+            not_completed(Status.FAILED, unlaunched) if unlaunched else _returned_record(returned, self.objective)
+        )
         status = record.get(STATUS)
         value = record.get(self.objective)
         if status == Status.COMPLETED and isinstance(value, int | float) and math.isfinite(value):
@@ -415,6 +461,9 @@ class OptunaSweeper(Sweeper):
             data["importances"], data["importance_method"] = found
             data["importance_trials"] = len(completed)
         write_json_atomic(self.sweep_dir / SEARCH_FILE, data)
+
+
+UNLAUNCHED = "could not be launched: "  # the reason of a trial Hydra could not compose or launch
 
 
 def _returned_record(returned: Any, objective: str) -> dict[str, Any]:
@@ -522,8 +571,8 @@ def make_pruner(spec: dict[str, Any] | None) -> Any:
     cfg = {k: v for k, v in cfg.items() if k in accepted or k not in ("n_startup_trials", "n_warmup_steps")}
     try:
         return pruners[name](**cfg)
-    except TypeError as err:
-        raise ConfigError(f"hydra.sweeper.pruner ({name}): {err}") from None
+    except (TypeError, ValueError) as err:  # an unknown or a negative argument
+        raise ConfigError(f"hydra.sweeper.pruner ({name}): {first_line(err)}") from None
 
 
 class _Heartbeats:

@@ -162,12 +162,15 @@ def _write_factors(config: DictConfig, sweep_dir: Path) -> None:
         changed = [k for k in ("overrides", "params", "objective", "direction") if before.get(k) != origin.get(k)]
         exit_with(
             ConfigError(
-                f"{sweep_dir} holds the runs of another {what} (its {', '.join(changed)} differ): continue it with "
+                f"{sweep_dir} holds the runs of another {what} (its {', '.join(changed)} "
+                f"{'differs' if len(changed) == 1 else 'differ'}): continue it with "
                 f"its own command line, or give this one a new hydra.sweep.dir=…"
             )
         )
     finished = [job.name for job in job_dirs(sweep_dir) if is_completed(read_record(job))]
-    continued_search = search and (before is not None or (sweep_dir / "optuna.db").is_file())
+    # an earlier search's study continues; an empty optuna.db holds none (touched, or left by a refused start)
+    study = sweep_dir / "optuna.db"
+    continued_search = search and (before is not None or (study.is_file() and study.stat().st_size > 0))
     if finished and not config.get("skip_completed") and not continued_search:
         exit_with(
             ConfigError(
