@@ -135,6 +135,7 @@ def test_a_study_continued_for_another_direction_or_objective_is_one_line(tmp_pa
     from omegaconf import OmegaConf
 
     from mnistlab.core.errors import MnistlabError
+    from mnistlab.core.factors import write_sweep_file
     from mnistlab.search.sweeper import OptunaSweeper
 
     _real_study(tmp_path / "optuna.db")
@@ -145,9 +146,15 @@ def test_a_study_continued_for_another_direction_or_objective_is_one_line(tmp_pa
         sweeper = OptunaSweeper(**kwargs)
         sweeper.config = OmegaConf.create({})
         sweeper.sweep_dir = tmp_path
+        write_sweep_file(tmp_path, ["optim=sgd,adam"], None, {"overrides": [], "params": {}})  # made by this start
         with pytest.raises(MnistlabError) as raised:
             sweeper._open_study(parse_space(SPACE, [])[0])
         assert expected in str(raised.value) and "\n" not in str(raised.value)
+        assert not (tmp_path / "sweep.json").exists()  # withdrawn: the dir is the earlier search's, as it was
+    (tmp_path / "sweep.json").write_text("{}")  # one this process did not make stays
+    with pytest.raises(MnistlabError):
+        sweeper._open_study(parse_space(SPACE, [])[0])
+    assert (tmp_path / "sweep.json").read_text() == "{}"
 
 
 def test_a_categorical_with_another_level_than_the_study_has_is_one_line(tmp_path):

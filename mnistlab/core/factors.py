@@ -88,8 +88,23 @@ def write_sweep_file(
         data["searched"] = scales
     if origin is not None:
         data["origin"] = origin
-    write_json_atomic(Path(sweep_dir) / SWEEP_FILE, data)
+    target = Path(sweep_dir) / SWEEP_FILE
+    if not target.exists():
+        _WRITTEN_FRESH.add(target.resolve())
+    write_json_atomic(target, data)
     return factors
+
+
+_WRITTEN_FRESH: set[Path] = set()  # sweep.json files this process made where there was none
+
+
+def withdraw_sweep_file(sweep_dir: Path) -> None:
+    """A sweep refused after its sweep.json was written (a study found to ask another question): the file goes
+    again if this process made it, so that the dir stays the earlier search's, to be continued as it was."""
+    target = (Path(sweep_dir) / SWEEP_FILE).resolve()
+    if target in _WRITTEN_FRESH:
+        target.unlink(missing_ok=True)
+        _WRITTEN_FRESH.discard(target)
 
 
 def _plain(value: Any) -> Any:

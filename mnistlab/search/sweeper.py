@@ -149,7 +149,13 @@ class OptunaSweeper(Sweeper):
                     load_if_exists=True,
                 )
                 study.get_trials(deepcopy=False)  # a damaged database shows here, not in the middle of the search
-                self._check_goal(study)
+                try:
+                    self._check_goal(study)
+                except ConfigError:
+                    from mnistlab.core.factors import withdraw_sweep_file
+
+                    withdraw_sweep_file(self.sweep_dir)
+                    raise
                 return study
             except ConfigError:
                 raise
