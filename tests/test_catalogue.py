@@ -79,6 +79,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("predict", ["ckpt_path={ckpt}", "inputs={tmp}/fifo.ckpt"], "fifo.ckpt is not a regular file (a device or FIFO)"),
     # a config group's choice cannot be null
     ("train", ["callbacks=null"], "callbacks=null does not choose a preset of the callbacks group; choose one of"),
+    ("train", ["~callbacks"], "~callbacks removed the callbacks group, which mnistlab-train needs; choose one of"),
+    ("train", ["~trainer"], "~trainer removed the trainer group, which mnistlab-train needs"),
     ("evaluate", ["ckpt_path={ckpt}", "trainer=null"], "trainer=null does not choose a preset of the trainer group"),
     ("train", ["model=resnet50"], "model='resnet50' is not a preset; did you mean model=resnet? choose one of cnn"),
     # Hydra's own composition errors (run_hydra_command); more of them in-process below

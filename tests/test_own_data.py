@@ -258,3 +258,90 @@ def test_a_folder_trains_end_to_end_with_bad_files_skipped(tmp_path):
         {"path": os.path.join("cat", "broken.png"), "why": provenance["data"]["skipped"][0]["why"]}
     ]
     assert "not a PNG" in provenance["data"]["skipped"][0]["why"]
+
+
+def test_numbered_class_folders_sort_as_numbers_and_keep_their_images(tmp_path):
+    """Folders 1, 2, 10 are classes 0, 1, 2 (as data=csv and data=hf sort numbers), each with its own images."""
+    root = tmp_path / "numbers"
+    for channel, name in enumerate(("10", "2", "1")):  # folder 10 holds red images, 2 green, 1 blue
+        (root / name).mkdir(parents=True)
+        for index in range(6):
+            pixels = np.full((12, 12 + index, 3), 20, np.uint8)
+            pixels[:, :, channel] = 240
+            Image.fromarray(pixels).save(root / name / f"{index}.png")
+    dm = folder(root, tmp_path / "data", val_size=3, test_size=3)
+    assert dm.classes == ("1", "2", "10")
+    images, labels = (torch.cat([s[i] for s in dm.splits.values()]) for i in (0, 1))
+    colours = images.float().mean(dim=(2, 3)).argmax(dim=1).tolist()
+    assert sorted((dm.classes[label], colour) for label, colour in zip(labels.tolist(), colours, strict=True)) == [
+        *[("1", 2)] * 6,
+        *[("10", 0)] * 6,
+        *[("2", 1)] * 6,
+    ]
+
+
+def test_a_class_too_small_to_carve_splits_from_is_one_line(tmp_path):
+    root = make_folder(tmp_path / "tiny", per_class=8, classes=("a", "b"))
+    make_folder(root, per_class=2, classes=("rare",))
+    with pytest.raises(DataError) as raised:
+        folder(root, tmp_path / "data", val_size=2, test_size=3, image_size=8)
+    assert str(raised.value).startswith(
+        "class 'rare' has 2 images to carve data.test_size and data.val_size from, stratified; each class needs "
+        "at least 3"
+    )
+    dm = folder(root, tmp_path / "data", val_size=2, test_size=3, image_size=8, num_folds=2)  # val: a fold
+    assert dm.classes == ("a", "b", "rare") and len(dm.splits["test"][1]) == 3
+
+
+def test_a_build_killed_midway_leaves_no_copy_behind(tmp_path):
+    """A killed build's temporary array (its process gone) is removed by the next build; a live one's is kept."""
+    import socket
+    import subprocess
+    import sys
+
+    from mnistlab.data.images import slug
+
+    root = make_folder(tmp_path / "few", per_class=4, classes=("x", "y"))
+    dm = folder(root, tmp_path / "data", val_size=2, test_size=2, image_size=8)
+    gone = subprocess.Popen([sys.executable, "-c", ""])
+    gone.wait()
+    host = slug(socket.gethostname())
+    orphan = dm.cache_dir / f"images.{host}-{gone.pid}.tmp.npy"
+    live = dm.cache_dir / f"images.{host}-{os.getppid()}.tmp.npy"
+    elsewhere = dm.cache_dir / f"images.{host}x-{gone.pid}.tmp.npy"  # another host's build: not ours to judge
+    for path in (orphan, live, elsewhere):
+        path.write_bytes(b"\x93NUMPY")
+    (root / "x" / "000.png").unlink()  # stale: the next run rebuilds
+    folder(root, tmp_path / "data", val_size=2, test_size=2, image_size=8)
+    assert sorted(p.name for p in dm.cache_dir.iterdir()) == sorted(
+        ["images.npy", "labels.npy", "meta.json", live.name, elsewhere.name]
+    )
+
+
+def test_a_jpeg_photo_is_cached_as_predict_and_serve_see_it(tmp_path):
+    """The training decoder reads a large JPEG whole (no reduced-scale draft), as prediction does: equal pixels."""
+    from mnistlab.serving.preprocess import open_image, prepare
+
+    root = tmp_path / "photos"
+    y, x = np.mgrid[0:240, 0:320]
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        for index in range(3):
+            pixels = np.stack([x * 255 // 320, y * 255 // 240, (x + y + index * 40) * 3 % 256], -1).astype(np.uint8)
+            pixels[60:120, 80 + 40 * (name == "b") : 160] = 255
+            Image.fromarray(pixels).save(root / name / f"{index}.jpg", quality=90)
+    dm = folder(root, tmp_path / "data", val_size=2, test_size=2, image_size=32, channels=3)
+    cached = np.load(dm.cache_dir / "images.npy")
+    for i, name in enumerate(dm.meta()["names"]):
+        served = prepare(open_image(root / name), (3, 32, 32), "resize")
+        np.testing.assert_array_equal(cached[i] / np.float32(255), served, err_msg=name)
+
+
+def test_csv_labels_writing_one_number_two_ways_are_one_line(tmp_path):
+    """A spreadsheet that writes 1 in some rows and 1.0 in others would make two classes of one: refused."""
+    make_folder(tmp_path / "pics", per_class=4, classes=("1", "2"))
+    rows = [f"pics/{n}/{i:03d}.png,{n}" for n in "12" for i in range(4)]
+    rows[3] = "pics/1/003.png,1.0"
+    (tmp_path / "labels.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"labels '1' and '1.0' are one number written two ways"):
+        CSVDataModule(csv=str(tmp_path / "labels.csv"), data_dir=str(tmp_path / "data")).setup()

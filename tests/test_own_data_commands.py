@@ -90,3 +90,28 @@ def test_each_way_of_giving_images_trains_evaluates_predicts_and_serves(kind, pi
         "/api/v1/predict", files={"file": ("x.png", (pictures / "vert" / "000.png").read_bytes(), "image/png")}
     ).json()
     assert answer["label"] == "vert"
+
+
+def test_a_checkpoint_is_never_tested_on_other_classes(pictures, tmp_path):
+    """A class folder added or renamed since training: evaluate says so in one line instead of scoring the model
+    against other labels."""
+    import shutil
+
+    from helpers.inprocess import command_error
+
+    from mnistlab import api
+
+    copy, run, data_dir = tmp_path / "pictures", tmp_path / "run", tmp_path / "data"
+    shutil.copytree(pictures, copy, ignore=shutil.ignore_patterns("*.csv"))
+    common = [f"paths.data_dir={data_dir}", "trainer.enable_model_summary=false"]
+    train = ["data=folder", f"data.root={copy}", "trainer.max_epochs=1", "test=false", "callbacks.progress_bar=null"]
+    api.train([*train, "logger=csv", *common, f"hydra.run.dir={run}"])
+    ckpt = run / "checkpoints" / "best.ckpt"
+    shutil.copytree(copy / "vert", copy / "jaune")
+    assert "was trained on 3 classes, the data now has 4 (new: jaune)" in command_error(
+        "evaluate", [f"ckpt_path={ckpt}", common[0], f"hydra.run.dir={tmp_path / 'eval'}"]
+    )
+    shutil.rmtree(copy / "jaune")
+    (copy / "vert").rename(copy / "azur")  # sorts first now: the same number of classes, in another order
+    message = command_error("evaluate", [f"ckpt_path={ckpt}", common[0], f"hydra.run.dir={tmp_path / 'eval2'}"])
+    assert "new: azur; gone: vert" in message

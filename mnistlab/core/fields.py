@@ -292,8 +292,20 @@ def check_used(model: Any) -> None:
             )
 
 
+# config groups a command cannot run without: `~group` on the command line removes one
+REQUIRED_GROUPS = {"train": ("paths", "data", "model", "optim", "scheduler", "trainer", "logger", "callbacks")}
+
+
 def validate(cfg: DictConfig, command: str = "train") -> None:
     """Fail in a second, with one line naming key, value and what is allowed, before anything is read."""
+    for group in REQUIRED_GROUPS.get(command, ()):
+        if group not in cfg:
+            from mnistlab.core.config import presets
+
+            raise ConfigError(
+                f"~{group} removed the {group} group, which mnistlab-{command} needs; choose one of its presets "
+                f"({', '.join(presets(group))}) instead"
+            )
     for field in COMMANDS[command]:
         try:
             value = OmegaConf.select(cfg, field.key, throw_on_missing=True)

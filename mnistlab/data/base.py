@@ -6,6 +6,7 @@ as uint8 tensors ``(N, C, H, W)`` (``read_official``). Everything else is here, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -18,7 +19,7 @@ from mnistlab.data.augment import build_augmentation
 from mnistlab.data.cache import cached
 from mnistlab.data.loader import TensorBatchLoader
 from mnistlab.data.permutation import permutation_order, permute
-from mnistlab.data.splits import channel_stats, stratified_split
+from mnistlab.data.splits import channel_stats, check_carvable, stratified_split
 
 Split = tuple[Tensor, Tensor]
 
@@ -29,7 +30,13 @@ def holdout_count(size: float, n: int) -> int:
 
 
 def make_splits(
-    official: dict[str, Split], val_size: float, test_size: float, seed: int, num_folds: int = 0, fold: int = 0
+    official: dict[str, Split],
+    val_size: float,
+    test_size: float,
+    seed: int,
+    num_folds: int = 0,
+    fold: int = 0,
+    classes: Sequence[str] = (),
 ) -> dict[str, Split]:
     """train/val/test from a dataset's official splits: what a dataset lacks is carved from its train split,
     stratified and seeded (test first, then validation); a size under 1 is a fraction of the official train
@@ -38,6 +45,8 @@ def make_splits(
     images, labels = official["train"]
     val_size, test_size = holdout_count(val_size, len(labels)), holdout_count(test_size, len(labels))
     splits = dict(official)
+    carving = (("test", "data.test_size", True), ("val", "data.val_size", num_folds <= 1))
+    check_carvable(labels, [key for split, key, carved in carving if carved and split not in official], classes)
     if "test" not in official:
         kept, held = stratified_split(labels, test_size, seed, "data.test_size")
         splits["test"] = (images[held], labels[held])
@@ -178,7 +187,9 @@ class InMemoryDataModule(L.LightningDataModule):
         official = self.read_official()
         for name, split in official.items():
             self.check_split(name, *split)
-        splits = make_splits(official, self.val_size, self.test_size, self.seed, self.num_folds, self.fold)
+        splits = make_splits(
+            official, self.val_size, self.test_size, self.seed, self.num_folds, self.fold, self.classes
+        )
         if self.permute_pixels:
             _, _, height, width = splits["train"][0].shape
             order = permutation_order(height * width, self.permutation_seed)

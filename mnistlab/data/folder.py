@@ -11,7 +11,7 @@ from typing import Any
 
 from mnistlab.core.errors import DataError
 from mnistlab.data.decode import IMAGE_SUFFIXES
-from mnistlab.data.images import ImageSourceDataModule, Listing, sort_labels
+from mnistlab.data.images import ImageSourceDataModule, Listing, same_number, sort_labels
 from mnistlab.data.registry import register_dataset
 
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
@@ -74,7 +74,8 @@ class FileSourceDataModule(ImageSourceDataModule):
 class FolderDataModule(FileSourceDataModule):
     """``root/<class>/*.png`` (any depth below the class folder); with ``root/train/`` (and ``val/``,
     ``test/``) those splits are used, the classes being train's; otherwise val and test are carved, stratified
-    and seeded. Class names are the folder names, sorted."""
+    and seeded. Class names are the folder names, sorted (as numbers when every one is: 2 before 10, as
+    ``data=csv`` and ``data=hf`` sort their labels)."""
 
     source_key = "data.root"
 
@@ -111,7 +112,7 @@ class FolderDataModule(FileSourceDataModule):
                         f"data.root={folder} holds no class folders; put each class's images in a subfolder named "
                         "after the class (root/cat/1.jpg, root/dog/2.jpg)"
                     )
-                listing.classes = tuple(name for name, files in found.items() if files)
+                listing.classes = tuple(sort_labels({name for name, files in found.items() if files}))
                 listing.problems = [
                     {"path": os.path.relpath(folder / name, self.root), "why": "the class folder holds no images"}
                     for name, files in found.items()
@@ -205,6 +206,12 @@ class CSVDataModule(FileSourceDataModule):
         train_labels = {
             (row.get(label) or "").strip() for row, s in zip(rows, splits, strict=True) if s in (None, "train")
         }
+        clash = same_number(train_labels - {""})
+        if clash:
+            raise DataError(
+                f"data.csv={self.csv}: labels {clash[0]!r} and {clash[1]!r} are one number written two ways, which "
+                "would make two classes; write each class's label one way"
+            )
         listing = Listing(classes=tuple(sort_labels(train_labels - {""})))
         index = {name: i for i, name in enumerate(listing.classes)}
         stat = self.csv.stat()

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from mnistlab.data.decode import DEFAULT_MAX_PIXELS, decode_into, header, worker
 log = logging.getLogger(__name__)
 
 SIZE_RANGE = (16, 224)  # an inferred image size: the median side, clipped to this range
-CACHE_VERSION = 1  # bump when the decoding changes: older caches are rebuilt
+CACHE_VERSION = 2  # bump when the decoding or the class order changes: older caches are rebuilt
 SPLITS = ("train", "val", "test")
 
 
@@ -65,6 +66,27 @@ def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def temp_name(kind: str) -> str:
+    """A build's temporary array: named after its host and process, so that a later build can tell it orphaned."""
+    return f"{kind}.{slug(socket.gethostname())}-{os.getpid()}.tmp.npy"
+
+
+def remove_orphan_arrays(folder: Path) -> None:
+    """The temporary arrays a killed build left (its process gone from this host): removed, or each kill mid-build
+    would leave a copy of the whole data set behind. Another host's, or a live process's, stay."""
+    host = slug(socket.gethostname())
+    for path in folder.glob("*.tmp.npy"):
+        found = re.fullmatch(r"(?:images|labels)\.(.+)-(\d+)\.tmp\.npy", path.name)
+        if found is None or found[1] != host or int(found[2]) == os.getpid():
+            continue
+        try:
+            os.kill(int(found[2]), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive, another user's
+
+
 def infer_shape(sides: Sequence[int], gray: Sequence[bool], image_size: int | None, channels: int | None) -> tuple:
     """The median side (clipped to ``SIZE_RANGE``) and 1 channel when every image is gray, 3 otherwise; the
     values given win."""
@@ -77,6 +99,20 @@ def sort_labels(names: set[str]) -> list[str]:
     if names and all(re.fullmatch(r"-?\d+", n) for n in names):
         return sorted(names, key=int)
     return sorted(names)
+
+
+def same_number(names: set[str]) -> tuple[str, str] | None:
+    """Two labels that write one number two ways (1 and 1.0, 7 and 07: a spreadsheet's doing), or None."""
+    seen: dict[float, str] = {}
+    for name in sorted(names):
+        try:
+            value = float(name)
+        except ValueError:
+            continue
+        if value in seen:
+            return seen[value], name
+        seen[value] = name
+    return None
 
 
 class ImageSourceDataModule(InMemoryDataModule):
@@ -166,9 +202,10 @@ class ImageSourceDataModule(InMemoryDataModule):
         folder.mkdir(parents=True, exist_ok=True)
         refuse_links(folder / "meta.json")
         (folder / "meta.json").unlink(missing_ok=True)
+        remove_orphan_arrays(folder)
         count = len(listing.names)
         size, channels = self._shape(listing)
-        tmp = folder / f"images.{os.getpid()}.tmp.npy"
+        tmp = folder / temp_name("images")
         images = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, channels, size, size))
         hashes: list[bytes] = [b""] * count
 
@@ -187,8 +224,8 @@ class ImageSourceDataModule(InMemoryDataModule):
             if label < 0 and i not in bad:
                 bad[i] = f"its label is not one of the {len(listing.classes)} classes of the train split"
         labels = np.asarray(listing.labels, dtype=np.int64)
-        np.save(folder / f"labels.{os.getpid()}.tmp.npy", labels)
-        os.replace(folder / f"labels.{os.getpid()}.tmp.npy", folder / "labels.npy")
+        np.save(folder / temp_name("labels"), labels)
+        os.replace(folder / temp_name("labels"), folder / "labels.npy")
         meta = {
             "key": key,
             "source": self.source_name(),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.errors import ConfigError, DataError, first_line
 
 
 def stratified_split(labels: torch.Tensor, holdout: int, seed: int, key: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -20,10 +22,31 @@ def stratified_split(labels: torch.Tensor, holdout: int, seed: int, key: str) ->
             f"{key}={holdout} must be between {num_classes} (one per class) and {n - num_classes} "
             f"for a split of {n} samples"
         )
-    kept, held = train_test_split(
-        np.arange(n), test_size=holdout, stratify=labels.numpy(), random_state=seed, shuffle=True
-    )
+    try:
+        kept, held = train_test_split(
+            np.arange(n), test_size=holdout, stratify=labels.numpy(), random_state=seed, shuffle=True
+        )
+    except ValueError as err:  # a class too small for this split (after an earlier one took its share)
+        raise ConfigError(f"{key}={holdout} cannot be carved stratified from {n} samples: {first_line(err)}") from None
     return torch.from_numpy(np.sort(kept)), torch.from_numpy(np.sort(held))
+
+
+def check_carvable(labels: torch.Tensor, keys: Sequence[str], classes: Sequence[str] = ()) -> None:
+    """Every class of ``labels`` can give one sample to each split carved (``keys``: their settings) and keep one
+    for training; one line naming the smallest class otherwise (scikit-learn's own error is a traceback)."""
+    if not keys or not len(labels):
+        return
+    counts = torch.bincount(labels).tolist()
+    small = [(count, label) for label, count in enumerate(counts) if 0 < count <= len(keys)]
+    if small:
+        count, label = min(small)
+        name = classes[label] if label < len(classes) else str(label)
+        more = f" ({len(small)} classes this small)" if len(small) > 1 else ""
+        raise DataError(
+            f"class {name!r} has {count} {'image' if count == 1 else 'images'} to carve {' and '.join(keys)} from, "
+            f"stratified{more}; each class needs at least {len(keys) + 1} (one for training, one for each carved "
+            "split): add images of it, leave it out, or give the val and test splits yourself"
+        )
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:

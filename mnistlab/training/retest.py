@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mnistlab.core.config import build, to_plain
-from mnistlab.core.errors import ConfigError
+from mnistlab.core.errors import ConfigError, DataError
 from mnistlab.core.fields import validate
 from mnistlab.core.files import write_json_atomic
 from mnistlab.core.record import TEST_SCORES
@@ -33,6 +33,30 @@ def merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_same_classes(ckpt_path: str, trained: list[str] | None, datamodule: Any) -> None:
+    """The data a checkpoint is tested on must have the classes it was trained on, in the same order: a class
+    folder added, removed or renamed since would score the model against other labels, a confidently wrong
+    accuracy. Checked when the data is set up (its classes come from the files)."""
+    if not trained:
+        return
+    datamodule.setup("test")
+    now = [str(c) for c in datamodule.classes]
+    if now != [str(c) for c in trained]:
+        added, gone = sorted(set(now) - set(trained)), sorted(set(trained) - set(now))
+        what = (
+            "; ".join(
+                part
+                for part in (f"new: {', '.join(added)}" if added else "", f"gone: {', '.join(gone)}" if gone else "")
+                if part
+            )
+            or "the same names in another order"
+        )
+        raise DataError(
+            f"ckpt_path={ckpt_path} was trained on {len(trained)} classes, the data now has {len(now)} ({what}); "
+            "test it on the data it was trained on"
+        )
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Test ``cfg.ckpt_path`` on the test split of its own data config (``data.*`` on the command line
     overrides it); write ``evaluation.json`` and the report into the run dir; print the main metrics."""
@@ -50,6 +74,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         if key in saved and saved[key] is None:
             saved = {**saved, key: value}
     datamodule = create_datamodule(merged({**saved, "data_dir": cfg.paths.data_dir}, to_plain(cfg.data) or {}))
+    check_same_classes(cfg.ckpt_path, module.hparams.get("classes"), datamodule)
     trainer = build(cfg.trainer, logger=False, callbacks=[], enable_model_summary=False)
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
