@@ -81,6 +81,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train", ["callbacks=null"], "callbacks=null does not choose a preset of the callbacks group; choose one of"),
     ("train", ["~callbacks"], "~callbacks removed the callbacks group, which mnistlab-train needs; choose one of"),
     ("train", ["~trainer"], "~trainer removed the trainer group, which mnistlab-train needs"),
+    ("evaluate", ["ckpt_path={ckpt}", "data.root=x"], "data.root is not a key of mnistlab-evaluate's config yet; set"),
     ("evaluate", ["ckpt_path={ckpt}", "trainer=null"], "trainer=null does not choose a preset of the trainer group"),
     ("train", ["model=resnet50"], "model='resnet50' is not a preset; did you mean model=resnet? choose one of cnn"),
     # Hydra's own composition errors (run_hydra_command); more of them in-process below

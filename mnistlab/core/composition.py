@@ -124,7 +124,11 @@ def explain(err: BaseException, config_name: str, overrides: Sequence[str]) -> s
         return f"{command} has no {group} group; its groups: {', '.join(groups) or 'none'}"
     if (found := _NOT_A_KEY.search(text)) and isinstance(err.__cause__, ConfigAttributeError | ConfigKeyError):
         key = found.group(1).lstrip("+~")
-        near = closest(key, dotted_keys(_composed(config_name, overrides, key)))
+        keys = dotted_keys(_composed(config_name, overrides, key))
+        parent = key.rpartition(".")[0]
+        if parent in keys and not any(k.startswith(f"{parent}.") for k in keys):  # an empty node (evaluate's data)
+            return f"{key} is not a key of {command}'s config yet; set it with ++{key}=…"
+        near = closest(key, keys)
         if near:
             return f"{key} is not a key of {command}'s config; did you mean {near}?"
         return f"{key} is not a key of {command}'s config; add a new key with +{key}=…"
