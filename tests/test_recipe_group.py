@@ -17,7 +17,8 @@ from mnistlab.core.fields import FIELDS, check_used, validate
 CONF = Path(CONFIG_DIR)
 DEFAULT = (0.1, 0.999)  # loss.label_smoothing, ema.decay
 PLAIN = (0.0, None)
-# what each experiment composed to before the recipe group existed (loss/ema pasted into the presets)
+# what each experiment composed to before the recipe group existed (loss/ema pasted into the presets), and what
+# the presets made since compose to
 BEFORE = {
     None: DEFAULT,
     "ablation": PLAIN,
@@ -26,6 +27,7 @@ BEFORE = {
     "fashion": DEFAULT,
     "fashion_gpu": DEFAULT,
     "fast": DEFAULT,
+    "fast995": DEFAULT,
     "kfold": DEFAULT,
     "lr_wd_grid": DEFAULT,
     "permuted": PLAIN,
