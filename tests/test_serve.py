@@ -406,6 +406,27 @@ def test_idle_slow_and_greedy_clients_are_closed_and_health_still_answers(checkp
             assert client.get(url + "health").status_code == 200
 
 
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="binds 127.0.1.x as sources")
+def test_health_answers_when_every_connection_is_taken(checkpoint):
+    """max_connections held by several clients, each within its own cap: other requests get 503, /health 200."""
+    import time
+
+    import httpx
+    from helpers.cli import serving
+
+    with serving(checkpoint, "max_connections=4", "max_connections_per_client=2", "access_log=false") as url:
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        time.sleep(0.5)  # the server counts down the start-up probe's connection
+        held = [_connect(port, f"127.0.1.{1 + i // 2}") for i in range(4)]
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.9"), timeout=5) as client:
+                assert client.get(url + "health").status_code == 200
+                assert client.get(url + "docs").status_code == 503
+        finally:
+            for sock in held:
+                sock.close()
+
+
 def test_a_huge_image_is_reduced_before_preprocessing_and_its_cost_counted():
     """A 16 Mpx upload is averaged down to the working size as it is decoded, and the budget counts the
     preprocessing copies, not the decoded pixels alone (they were ~300 MB for this image)."""

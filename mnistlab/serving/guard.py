@@ -9,7 +9,9 @@ every ``max_connections``. :func:`guarded_protocol` closes each of them after it
 - body: the whole body, from the end of the headers: ``body_timeout_s`` (then 408, the app sees a disconnect);
 
 and refuses a client's connection beyond ``max_connections_per_client`` open at once (503, then closed), so one
-address cannot hold all ``max_connections``. The client is the peer address: behind a reverse proxy every
+address cannot hold all ``max_connections``. ``GET /health`` is answered even when ``max_connections`` are all
+taken (uvicorn's ``limit_concurrency`` answers every request 503 then): a monitor must see a busy server as up.
+The client is the peer address: behind a reverse proxy every
 connection comes from the proxy, so raise the cap to ``max_connections`` there and let the proxy limit clients.
 """
 
@@ -49,6 +51,7 @@ class GuardedH11Protocol(H11Protocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._phase: str | None = None
         self._host: str | None = None
+        self._limit = self.limit_concurrency
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -76,6 +79,13 @@ class GuardedH11Protocol(H11Protocol):
                 del self.open_per_client[self._host]
             self._host = None
         super().connection_lost(exc)
+
+    def _should_upgrade(self) -> bool:
+        """Called by uvicorn for every request once its scope is known, just before it checks the concurrency
+        limit: the health check is exempt from that limit (it costs a dict, never a decode)."""
+        health = self.scope["path"] == "/health" and self.scope["method"] in ("GET", "HEAD")
+        self.limit_concurrency = None if health else self._limit
+        return bool(super()._should_upgrade())
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
