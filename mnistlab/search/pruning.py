@@ -27,11 +27,11 @@ class OptunaPruning(L.Callback):
         from hydra.core.hydra_config import HydraConfig
 
         from mnistlab.core.config import to_plain
-        from mnistlab.search.sweeper import make_pruner, study_url
+        from mnistlab.search.sweeper import make_pruner, open_storage
 
         hydra = HydraConfig.get()
         sweeper = hydra.sweeper
-        storage = optuna.storages.get_storage(study_url(sweeper.get("storage"), Path(hydra.sweep.dir)))
+        storage = open_storage(sweeper.get("storage"), Path(hydra.sweep.dir))
         name = sweeper.get("study_name", "mnistlab")
         study_id = storage.get_study_id_from_name(name)
         study = optuna.load_study(study_name=name, storage=storage, pruner=make_pruner(to_plain(sweeper.get("pruner"))))

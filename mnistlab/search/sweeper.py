@@ -1,13 +1,13 @@
 """``-m hparams_search=optuna``: a Hydra sweeper that asks Optuna (≥ 4, ask/tell) for trials and launches them
 with whatever launcher the sweep uses (basic, joblib, SLURM).
 
-- The study lives in ``storage`` (default: SQLite ``optuna.db`` in the sweep dir; ``postgresql://…`` lets
-  several processes or machines work on one study). Running the same command again continues until
-  ``n_trials`` trials have finished **in total**; each trial runs in ``<sweep dir>/<trial number>``, so no run
-  dir is ever reused.
-- A trial that was running when its worker died (SIGKILL, a lost node) is failed and queued again: at once for
-  a SQLite study in a sweep dir this process holds, after ``heartbeat_interval`` × 2 without a heartbeat on a
-  shared database.
+- The study lives in ``storage`` (default: SQLite ``optuna.db`` in the sweep dir; ``postgresql://…`` or a
+  journal file, ``journal:///shared/path/study.log`` (``mnistlab.search.journal``), lets several processes or
+  machines work on one study). Running the same command again continues until ``n_trials`` trials have finished
+  **in total**; each trial runs in ``<sweep dir>/<trial number>``, so no run dir is ever reused.
+- A trial that was running when its worker died (SIGKILL, a lost node) is failed and queued again, once: at
+  once for a SQLite study in a sweep dir this process holds, after ``heartbeat_interval`` × 2 without a
+  heartbeat on a shared database or journal.
 - A trial that raises, diverges or returns NaN is FAIL with its reason (in its metrics.json and the study);
   the search goes on until ``max_failures`` trials have failed (default: no limit).
 - Each trial reports ``val/acc`` every epoch; the pruner stops hopeless ones (PRUNED, with their last value).
@@ -41,6 +41,46 @@ SEARCH_FILE = "search.json"  # the trials and importances, for the sweep report
 OVERRIDES_ATTR = "overrides"  # a trial's user attribute: the overrides it was launched with
 TERMINATED = "terminated"  # a trial's user attribute: the signal that stopped it (it is run again)
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
+# TPE as mnistlab runs it, whatever Optuna's defaults are (Optuna 5 turned multivariate and constant_liar on; 4.x
+# had both off): conf/hydra/sweeper/mnistlab_optuna.yaml and conf/hparams_search/optuna.yaml write these out, and
+# a sampler block that leaves one out gets it from here, never from the installed Optuna.
+#   multivariate + group: one joint model of the parameters that are searched together (lr and weight decay
+#     interact), with conditional ones (momentum only for SGD) in their own group rather than sampled apart
+#   constant_liar: trials still running count as bad results, so parallel workers are not sent to the same spot
+#   n_startup_trials: random trials before TPE's model is used (the study's, shared by all its workers)
+TPE_DEFAULTS: dict[str, Any] = {"multivariate": True, "group": True, "constant_liar": True, "n_startup_trials": 10}
+# what each value must be: (in words, check)
+_KINDS: dict[str, tuple[str, Any]] = {
+    "seed": ("null or an integer from 0 to 2**32 - 1", lambda v: v is None or (type(v) is int and 0 <= v < 2**32)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "count": ("an integer ≥ 0", lambda v: type(v) is int and v >= 0),
+    "size": ("an integer ≥ 1", lambda v: type(v) is int and v >= 1),
+    "size_or_null": ("null or an integer ≥ 1", lambda v: v is None or (type(v) is int and v >= 1)),
+    "scale": ("null or a number > 0", lambda v: v is None or (type(v) in (int, float) and v > 0)),
+}
+# the settings passed through to each Optuna sampler (anything else is refused in one line), and their kinds
+SAMPLER_SETTINGS: dict[str, dict[str, str]] = {
+    "tpe": {
+        "seed": "seed",
+        "multivariate": "bool",
+        "group": "bool",
+        "constant_liar": "bool",
+        "n_startup_trials": "count",
+        "n_ei_candidates": "size",
+    },
+    "random": {"seed": "seed"},
+    "grid": {"seed": "seed"},
+    "cmaes": {
+        "seed": "seed",
+        "n_startup_trials": "count",
+        "sigma0": "scale",
+        "popsize": "size_or_null",
+        "use_separable_cma": "bool",
+        "with_margin": "bool",
+        "lr_adapt": "bool",
+        "consider_pruned_trials": "bool",
+    },
+}
 CONNECT_TIMEOUT_S = 10  # a database server that does not answer within this long is an error
 
 
@@ -79,7 +119,9 @@ class OptunaSweeper(Sweeper):
         self.n_trials, self.n_jobs = int(n_trials), int(n_jobs)
         self.max_failures = None if max_failures is None else int(max_failures)
         self.study_name, self.storage_url = study_name, storage
+        self.journal = str(storage or "").startswith("journal:")  # mnistlab.search.journal (imports Optuna)
         self.sampler_cfg = dict(_plain(sampler) or {"name": "tpe"})
+        sampler_settings(self.sampler_cfg)  # a setting no sampler takes, or a value of the wrong kind: one line now
         self.pruner_cfg = dict(_plain(pruner) or {"name": "none"})
         self.heartbeat_interval = int(heartbeat_interval)
         self.enqueue = list(_plain(enqueue) or [])
@@ -98,24 +140,24 @@ class OptunaSweeper(Sweeper):
     def _sampler(self, space: list[Any]) -> Any:
         import optuna
 
-        cfg = dict(self.sampler_cfg)
-        name, seed = cfg.pop("name", "tpe"), cfg.pop("seed", None)
+        name, kwargs, ignored = sampler_settings(self.sampler_cfg)
+        if ignored:
+            log.warning("hydra.sweeper.sampler: %s does not take %s, left out", name, ", ".join(ignored))
+        seed = kwargs.pop("seed", None)
         if name == "tpe":
-            return optuna.samplers.TPESampler(seed=seed, **cfg)
+            return optuna.samplers.TPESampler(seed=seed, **kwargs)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if name == "cmaes":
-            return optuna.samplers.CmaEsSampler(seed=seed, **cfg)
-        if name == "grid":
-            if any(p.type != "categorical" or p.when for p in space):
-                raise ConfigError("sampler grid takes categorical parameters without 'when' only (a,b,c or choices)")
-            grid = {p.key: p.choices for p in space}
-            size = math.prod(len(v) for v in grid.values())
-            if self.n_trials > size:
-                log.info("the grid has %d points: n_trials %d → %d", size, self.n_trials, size)
-                self.n_trials = size
-            return grid_sampler(grid, seed=seed)
-        raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not one of {', '.join(SAMPLERS)}")
+            return optuna.samplers.CmaEsSampler(seed=seed, **kwargs)
+        if any(p.type != "categorical" or p.when for p in space):  # grid
+            raise ConfigError("sampler grid takes categorical parameters without 'when' only (a,b,c or choices)")
+        grid = {p.key: p.choices for p in space}
+        size = math.prod(len(v) for v in grid.values())
+        if self.n_trials > size:
+            log.info("the grid has %d points: n_trials %d → %d", size, self.n_trials, size)
+            self.n_trials = size
+        return grid_sampler(grid, seed=seed)
 
     def _pruner(self) -> Any:
         return make_pruner(self.pruner_cfg)
@@ -124,7 +166,9 @@ class OptunaSweeper(Sweeper):
         import optuna
         from optuna.storages import RDBStorage
 
-        url = study_url(self.storage_url, self.sweep_dir)
+        from mnistlab.search.journal import open_journal
+
+        url = str(self.storage_url) if self.journal else study_url(self.storage_url, self.sweep_dir)
         # the default SQLite file in a sweep dir this process holds (its lock): no other worker can be running
         self.local = self.storage_url is None and not self.config.get("skip_completed")
         heartbeat: dict[str, Any] = {} if self.local else {"heartbeat_interval": self.heartbeat_interval}
@@ -137,9 +181,19 @@ class OptunaSweeper(Sweeper):
         except (TypeError, ValueError) as err:
             raise ConfigError(f"hydra.sweeper.sampler ({self.sampler_cfg.get('name')}): {first_line(err)}") from None
         pruner = self._pruner()
+        seed = self.sampler_cfg.get("seed")
+        if not self.local and seed is not None:
+            log.warning(
+                "hydra.sweeper.sampler.seed=%s on a shared study: give every worker its own seed (workers with "
+                "the same seed draw the same random points)",
+                seed,
+            )
         for attempt in range(2):  # workers starting together race to create the tables and the study: once more
             try:
-                self.storage = RDBStorage(url, **heartbeat)
+                if self.journal:
+                    self.storage = open_journal(url, self.sweep_dir, self.heartbeat_interval)
+                else:
+                    self.storage = RDBStorage(url, **heartbeat)
                 study = optuna.create_study(
                     study_name=self.study_name,
                     storage=self.storage,
@@ -157,7 +211,7 @@ class OptunaSweeper(Sweeper):
                     withdraw_sweep_file(self.sweep_dir)
                     raise
                 return study
-            except ConfigError:
+            except MnistlabError:  # ours, one line already: a setting, a journal file this search cannot use
                 raise
             except Exception as err:  # a server that does not answer, a driver that is not installed, a race
                 if attempt == 1 or not _a_race(err):
@@ -174,7 +228,11 @@ class OptunaSweeper(Sweeper):
             study.set_user_attr("objective", self.objective)
             objective = self.objective
         if (made, objective) != (self.direction, self.objective):
-            where = self.sweep_dir / "optuna.db" if self.storage_url is None else "hydra.sweeper.storage"
+            where: object = self.sweep_dir / "optuna.db" if self.storage_url is None else "hydra.sweeper.storage"
+            if self.journal:
+                from mnistlab.search.journal import journal_path
+
+                where = journal_path(str(self.storage_url), self.sweep_dir)
             raise ConfigError(
                 f"study {self.study_name!r} in {where} was made to {made} {objective}, not to {self.direction} "
                 f"{self.objective}: continue it with hydra.sweeper.objective={objective} hydra.sweeper.direction="
@@ -188,6 +246,16 @@ class OptunaSweeper(Sweeper):
             return (
                 f"{db} is not a readable Optuna study ({first_line(err)}): move it away to start the search anew "
                 "there, or give this one a new hydra.sweep.dir=…"
+            )
+        if self.journal:
+            from mnistlab.search.journal import journal_path
+
+            path = journal_path(str(self.storage_url), self.sweep_dir)
+            if isinstance(err, OSError):
+                return f"hydra.sweeper.storage: cannot use the journal {path} ({first_line(err)})"
+            return (
+                f"{path} is not a readable Optuna journal ({first_line(err)}): move it away to start the search anew "
+                "there, or give this search another hydra.sweeper.storage=journal:…"
             )
         return (
             f"hydra.sweeper.storage: cannot open the study ({first_line(err)}); check the URL, that the database "
@@ -204,6 +272,8 @@ class OptunaSweeper(Sweeper):
         if self.local:
             for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 self.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        elif self.journal:  # JournalStorage has no heartbeats of Optuna's: ours (mnistlab.search.journal)
+            self.storage.fail_stale_trials(study._study_id)
         else:
             optuna.storages.fail_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
@@ -312,11 +382,15 @@ class OptunaSweeper(Sweeper):
 
         from mnistlab.search.space import sample
 
-        batch = []
-        for _ in range(size):
+        batch: list[tuple[Any, dict[str, Any]]] = []
+        while len(batch) < size:
             trial = study.ask()
             if not self.local:  # from the first moment: a worker that dies now leaves a trial others can see is dead
                 self.storage.record_heartbeat(trial._trial_id)
+            if self._another_retry(study, trial):  # two workers queued the same dead trial again: one runs it
+                trial.set_user_attr("surplus", True)
+                study.tell(trial, state=TrialState.FAIL)
+                continue
             if not self._within_budget(study, trial):  # another worker took the last places meanwhile
                 trial.set_user_attr("surplus", True)
                 study.tell(trial, state=TrialState.FAIL)
@@ -333,6 +407,19 @@ class OptunaSweeper(Sweeper):
                 ) from None
             batch.append((trial, values))
         return batch
+
+    @staticmethod
+    def _another_retry(study: Any, trial: Any) -> bool:
+        """Whether ``trial`` re-runs a dead trial that an earlier trial already re-runs. Workers that see the same
+        dead trial at once may each queue it again; queued trials are taken oldest first, so the earliest such
+        retry is the one that runs and any later one is surplus."""
+        retry_of = trial.user_attrs.get("retry_of")
+        if retry_of is None:
+            return False
+        return any(
+            t.number < trial.number and t.user_attrs.get("retry_of") == retry_of and not t.user_attrs.get("surplus")
+            for t in study.get_trials(deepcopy=False)
+        )
 
     def _run(self, study: Any, batch: list[tuple[Any, dict[str, Any]]], fixed: list[str]) -> Any:
         from mnistlab.search.space import as_overrides
@@ -487,26 +574,53 @@ def _returned_record(returned: Any, objective: str) -> dict[str, Any]:
     return not_completed(Status.FAILED, f"no metrics.json, and the job returned {type(value).__name__}, not a number")
 
 
-IMPORTANCE_METHOD = "fANOVA (Optuna's FanovaImportanceEvaluator: a random forest of 64 trees, seed 0)"
 MIN_IMPORTANCE_TRIALS = 3
+FANOVA_TREES, FANOVA_SEED = 64, 0
+# how the report names each of Optuna's evaluators (the label of its importance column)
+IMPORTANCE_LABELS = {
+    "FanovaImportanceEvaluator": "fANOVA",
+    "PedAnovaImportanceEvaluator": "PED-ANOVA",
+    "MeanDecreaseImpurityImportanceEvaluator": "MDI",
+}
+
+
+def importance_evaluator() -> Any:
+    """The evaluator of the report's importances, named here rather than left to Optuna, whose default changed
+    (fANOVA until 4.x, PED-ANOVA in 5). fANOVA, because it fits every completed trial: PED-ANOVA compares the best
+    10 % of the trials with the rest, and a search of 20 trials has two such, so its ranking would turn on two
+    runs. fANOVA's forest shares out the variance of the objective, as the report says, and with a seed it gives
+    the same numbers each time the report is written."""
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=FANOVA_SEED)
+
+
+def importance_method(evaluator: Any) -> str:
+    """The evaluator's name as the report prints it, from the evaluator object itself (so a label can never
+    name another method than the one computed), with its settings: ``fANOVA (Optuna's …: …)``."""
+    name = type(evaluator).__name__
+    label = IMPORTANCE_LABELS.get(name, name)
+    if name == "FanovaImportanceEvaluator":
+        return f"{label} (Optuna's {name}: a random forest of {FANOVA_TREES} trees, seed {FANOVA_SEED})"
+    return f"{label} (Optuna's {name})"
 
 
 def param_importances(study: Any) -> tuple[dict[str, float], str] | None:
-    """fANOVA importances of the parameters searched in every completed trial (a conditional one such as
-    momentum drops out), named explicitly: Optuna 5's default evaluator is PED-ANOVA, another method whose
-    numbers differ. From MIN_IMPORTANCE_TRIALS completed trials; None when there is too little to say."""
+    """Importances (``importance_evaluator``) of the parameters searched in every completed trial (a conditional
+    one such as momentum drops out), with the method's name for the report. From MIN_IMPORTANCE_TRIALS
+    completed trials; None when there is too little to say."""
     import optuna
 
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if len(completed) < MIN_IMPORTANCE_TRIALS or len({t.value for t in completed}) < 2:
         return None
+    evaluator = importance_evaluator()
     try:
-        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         found = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except Exception as err:  # no parameter common to every trial, or none that varies
         log.info("no parameter importances yet (%s)", first_line(err))
         return None
-    return ({k: float(v) for k, v in found.items()}, IMPORTANCE_METHOD) if found else None
+    return ({k: float(v) for k, v in found.items()}, importance_method(evaluator)) if found else None
 
 
 def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
@@ -529,6 +643,45 @@ def grid_sampler(grid: dict[str, list[Any]], seed: Any) -> Any:
         points = [dict(zip(keys, point, strict=True)) for point in itertools.product(*grid.values())]
         sampler._all_grids = [tuple(point[name] for name in names) for point in points]
     return sampler
+
+
+def sampler_settings(spec: dict[str, Any] | None) -> tuple[str, dict[str, Any], list[str]]:
+    """(the sampler's name, the keyword arguments mnistlab passes to it, the settings it leaves out) from
+    ``hydra.sweeper.sampler``: only the settings of SAMPLER_SETTINGS, each checked, TPE's filled from
+    TPE_DEFAULTS. The preset's TPE settings stay in the config when another sampler is chosen: that sampler
+    leaves out those it does not take (named when they differ from the preset's)."""
+    cfg = dict(spec or {})
+    name = cfg.pop("name", "tpe")
+    if name not in SAMPLER_SETTINGS:
+        raise ConfigError(f"hydra.sweeper.sampler.name={name!r} is not one of {', '.join(SAMPLERS)}")
+    taken = SAMPLER_SETTINGS[name]
+    known = {key for settings in SAMPLER_SETTINGS.values() for key in settings}
+    unknown = sorted(str(key) for key in cfg if key not in known)
+    if unknown:
+        raise ConfigError(
+            f"hydra.sweeper.sampler.{unknown[0]} is not a setting mnistlab passes to an Optuna sampler; {name} takes "
+            f"{', '.join(taken)}"
+        )
+    ignored = sorted(k for k, v in cfg.items() if k not in taken and (k not in TPE_DEFAULTS or TPE_DEFAULTS[k] != v))
+    kwargs = {**(TPE_DEFAULTS if name == "tpe" else {}), **{k: v for k, v in cfg.items() if k in taken}}
+    for key, value in kwargs.items():
+        words, valid = _KINDS[taken[key]]
+        if not valid(value):
+            raise ConfigError(f"hydra.sweeper.sampler.{key}={value!r} must be {words}")
+    if kwargs.get("group") and not kwargs.get("multivariate"):
+        raise ConfigError("hydra.sweeper.sampler.group=true needs multivariate=true (groups are modelled jointly)")
+    return name, kwargs, ignored
+
+
+def open_storage(storage: str | None, sweep_dir: Path) -> Any:
+    """The study's storage as a trial opens it (``hydra.sweeper.storage``, the sweeper's own settings)."""
+    from mnistlab.search.journal import is_journal, open_journal
+
+    if is_journal(storage):
+        return open_journal(str(storage), sweep_dir)
+    import optuna
+
+    return optuna.storages.get_storage(study_url(storage, sweep_dir))
 
 
 def study_url(storage: str | None, sweep_dir: Path) -> str:

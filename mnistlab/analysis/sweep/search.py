@@ -68,20 +68,26 @@ def _importance_lines(search: dict[str, Any]) -> list[str]:
     importances = search.get("importances") or {}
     if not isinstance(importances, dict) or not importances:
         return []
-    method = str(search.get("importance_method") or "fANOVA")
+    # the method the sweeper computed them with and named (mnistlab.search.sweeper.importance_method): a file
+    # that names none gets a column that claims none
+    method = str(search.get("importance_method") or "")
     n = search.get("importance_trials")
     rows = [[k, format_number(float(v), 2)] for k, v in importances.items()]
-    lines = ["", *markdown_table(["parameter", f"importance ({method.split(' (')[0]})"], rows)]
+    label = f"importance ({method.split(' (')[0]})" if method else "importance"
+    lines = ["", *markdown_table(["parameter", label], rows)]
     if isinstance(n, int):
         caution = (
-            "a rough hint only (a forest fitted to so few points can rank the parameters differently after the "
+            "a rough hint only (a model fitted to so few points can rank the parameters differently after the "
             "next trials)"
             if n < 20
             else "rankings settle from a few dozen trials, and small differences between importances mean little"
         )
-        lines += [
-            "",
-            f"Importances by {method}, from {n} completed trials: {caution}. They share out the variance of the "
-            "objective among the parameters searched in every trial and say nothing of direction.",
-        ]
+        what = (  # what fANOVA measures; another method is not described by it
+            " They share out the variance of the objective among the parameters searched in every trial and say "
+            "nothing of direction."
+            if method.startswith("fANOVA")
+            else " They say nothing of direction."
+        )
+        by = f" by {method}" if method else ""
+        lines += ["", f"Importances{by}, from {n} completed trials: {caution}.{what}"]
     return lines
