@@ -23,6 +23,8 @@ EXTRA_OF = {
     "mlflow": "mlflow",
     "sqlalchemy": "mlflow",
     "alembic": "mlflow",
+    "wandb": "wandb",
+    "trackio": "trackio",
 }
 
 
