@@ -1,7 +1,7 @@
 """The figures that need a CUDA device, each a whole ``python -m mnistlab.train`` command with ``trainer=gpu``
 (16-mixed, cuDNN autotuning); without a device it says so and passes. Parts, all by default or those named:
 
-  python bench/gpu.py                      # fast precision accurate best ablation
+  python bench/gpu.py                      # fast precision accurate best ablation placement
   python bench/gpu.py fast precision       # a subset (each part is minutes at most on one H100)
 
 - fast: ``experiment=fast`` over seeds 1-3; goal mean test/acc >= 99.0 % in <= 2 s of training.
@@ -11,6 +11,9 @@
 - best: ``experiment=best`` (seed 1), its wall time; goal test/acc >= 99.65 %.
 - ablation: the 72-run ``experiment=ablation`` at 1 epoch each, one job at a time and 4 jobs sharing the GPU
   (``hydra/launcher=joblib``): total wall time and jobs per minute.
+- placement: a 12-job sweep of ``experiment=fast`` on ``hydra/launcher=joblib``, one job per GPU at a time and
+  then two (``speed.jobs_per_gpu``): jobs per minute, and each job's recorded device against its round-robin
+  GPU (job number mod the visible GPUs).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import statistics
 import sys
 
-from common import check, over_seeds, row, run_mnistlab
+from common import check, metrics, over_seeds, row, run_mnistlab
 
 SEEDS = (1, 2, 3)
 GPU = ["trainer=gpu"]
@@ -60,7 +63,7 @@ def best() -> bool:
 
 
 def ablation() -> bool:
-    shared = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]
+    shared = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "speed.jobs_per_gpu=4"]
     for label, launcher in (("one job at a time", []), ("4 jobs sharing the GPU", shared)):
         wall, _ = run_mnistlab(*ABLATION, *GPU, *launcher, multirun=True)
         row(f"{ABLATION_JOBS} runs, {label}: whole sweep", wall, "s")
@@ -68,7 +71,43 @@ def ablation() -> bool:
     return True
 
 
-PARTS = {"fast": fast, "precision": precision, "accurate": accurate, "best": best, "ablation": ablation}
+PLACEMENT_JOBS = 12
+
+
+def placement() -> bool:
+    import torch
+
+    from mnistlab.training.devices import assign_gpu
+
+    gpus = list(range(torch.cuda.device_count()))
+    seeds = ",".join(str(s) for s in range(1, PLACEMENT_JOBS + 1))
+    ok = True
+    for per_gpu in (1, 2):
+        launcher = [
+            "hydra/launcher=joblib",
+            f"hydra.launcher.n_jobs={len(gpus) * per_gpu}",
+            f"speed.jobs_per_gpu={per_gpu}",
+        ]
+        wall, sweep = run_mnistlab("experiment=fast", *GPU, f"seed={seeds}", *launcher, multirun=True)
+        row(
+            f"{PLACEMENT_JOBS} jobs, {per_gpu} per GPU on {len(gpus)} GPU(s): jobs per minute",
+            60 * PLACEMENT_JOBS / wall,
+            "jobs/min",
+        )
+        recorded = [metrics(sweep / str(job)).get("device") for job in range(PLACEMENT_JOBS)]
+        expected = [f"cuda:{assign_gpu(job, gpus)}" for job in range(PLACEMENT_JOBS)]
+        ok = check(f"{per_gpu} per GPU: every job on its round-robin GPU", recorded == expected) and ok
+    return ok
+
+
+PARTS = {
+    "fast": fast,
+    "precision": precision,
+    "accurate": accurate,
+    "best": best,
+    "ablation": ablation,
+    "placement": placement,
+}
 
 
 def main(names: list[str] = ()) -> bool:

@@ -204,6 +204,7 @@ TRAINER = (
     flag("trainer.benchmark"),
     flag("trainer.enable_progress_bar"),
     flag("trainer.enable_model_summary"),
+    integer("trainer.num_nodes"),
 )
 PREPROCESS = choice("preprocess", STYLES)
 SERVING = (
@@ -232,6 +233,7 @@ COMMANDS: dict[str, tuple[Field, ...]] = {
         flag("speed.compile"),
         flag("speed.channels_last"),
         integer("speed.threads"),
+        integer("speed.jobs_per_gpu"),
     ),
     "evaluate": (*DATA, *TRAINER),
     "predict": (

@@ -122,7 +122,9 @@ def machine() -> dict[str, Any]:
         cuda = torch.cuda.is_available()
         info["cudnn"] = torch.backends.cudnn.version() if cuda else None
         info["device"] = torch.cuda.get_device_name(0) if cuda else platform.processor() or platform.machine()
-    slurm = {k: os.environ[k] for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_NODELIST") if k in os.environ}
+    # the job (its array task), the node this process ran on and how many times SLURM had requeued it
+    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_NODELIST", "SLURMD_NODENAME")
+    slurm = {k: os.environ[k] for k in (*keys, "SLURM_RESTART_COUNT") if k in os.environ}
     if slurm:
         info["slurm"] = slurm
     return info

@@ -87,6 +87,7 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
     from mnistlab.tasks import task_class
     from mnistlab.training.callbacks import RunStats
     from mnistlab.training.checkpoint_io import AtomicCheckpointIO
+    from mnistlab.training.slurm import cluster_plugins
 
     datamodule = create_datamodule(to_plain(cfg.data))
     datamodule.prepare_data()
@@ -115,7 +116,7 @@ def build_run(cfg: DictConfig, progress: dict[str, Any]) -> Run:
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *cluster_plugins()],
         enable_model_summary=False,
     )
     if cfg.trainer.get("enable_model_summary", True):
@@ -141,6 +142,7 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
     from hydra.core.hydra_config import HydraConfig
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from mnistlab.training.devices import device_record
     from mnistlab.training.hparams import log_hparams, single_run_columns, sweep_hparams
 
     cfg, module, trainer = run.cfg, run.module, run.trainer
@@ -168,6 +170,9 @@ def fit(run: Run, record: dict[str, Any]) -> str | None:
         best_score = trainer.callback_metrics.get(RANK_BY)
     record[RANK_BY] = float(best_score) if best_score is not None else None
     record.update(run.run_stats.summary(trainer.strategy.root_device))  # the module is back on the host by now
+    # a resume with no epoch left to train (stopped while testing) counts the epochs its checkpoint finished
+    record[EPOCHS] = max(int(record.get(EPOCHS) or 0), int(trainer.current_epoch))
+    record.update(device_record(trainer.strategy.root_device))
     for callback in trainer.callbacks:  # type: ignore[attr-defined]
         record.update(getattr(callback, "results", {}))  # sanity checks
     record.update(
@@ -281,12 +286,19 @@ def train(cfg: DictConfig, record: dict[str, Any] | None = None) -> dict[str, An
 
     ``record`` collects the results as they come, so that a failure can still report what was reached.
     """
+    from mnistlab.training import slurm
+
     record = {} if record is None else record
     out_dir = Path(cfg.paths.output_dir)
     previous = read_record(out_dir)
+    record.update(slurm.job_record())  # under SLURM: its job id, node and requeues
+    slurm.continue_requeued(cfg, out_dir, previous, record)  # a job SLURM requeued continues from last.ckpt
     if not cfg.resume and not (previous and previous.get(STATUS) == Status.COMPLETED):
         settle_run_config(out_dir, started=True)  # a new run's record names what it ran, even if refused below
     validate(cfg)
+    from mnistlab.training.multinode import check_world
+
+    check_world(cfg.trainer)  # under torchrun: the trainer's devices and nodes are the processes it started
     if cfg.skip_completed and previous and previous.get(STATUS) == Status.COMPLETED:
         log.info("skipping %s: it completed before (skip_completed=true)", out_dir)
         return previous
@@ -434,20 +446,28 @@ def run_job(cfg: DictConfig) -> float | None:
 
     from mnistlab.core.errors import BusyError, Interrupted, TrialPruned, signals_interrupt
     from mnistlab.core.files import dir_lock
+    from mnistlab.training import slurm
+    from mnistlab.training.devices import job_device
+    from mnistlab.training.multinode import publish_run_dir
 
     hydra = HydraConfig.get()
     in_sweep = hydra.mode == RunMode.MULTIRUN
     out_dir = Path(cfg.paths.output_dir)
+    publish_run_dir(out_dir)  # under torchrun, rank 0's run dir is every rank's
     record: dict[str, Any] = {}
     try:
-        with signals_interrupt(), _lock_unless_other_rank(out_dir, dir_lock):
+        with signals_interrupt(), slurm.preemption_signals(), _lock_unless_other_rank(out_dir, dir_lock):
             try:
-                return train(cfg, record).get(RANK_BY)
+                with job_device(cfg):  # in a joblib sweep on GPUs: this job's GPU, and a place on it
+                    return train(cfg, record).get(RANK_BY)
             except TrialPruned as pruned:  # recorded while the dir is still held
                 record_failure(cfg, record, pruned, status=Status.PRUNED)
                 log.info("%s", pruned)
                 if not in_sweep:
                     raise
+                return None
+            except slurm.Preempted as stop:  # requeued to continue (re-raised), or recorded why not
+                slurm.requeue(cfg, record, stop, record_failure)
                 return None
             except Interrupted as stop:
                 record_failure(cfg, record, stop, status=Status.INTERRUPTED)
@@ -470,7 +490,7 @@ def run_job(cfg: DictConfig) -> float | None:
             return None
         raise
     except Interrupted:
-        if in_sweep:
+        if in_sweep and not slurm.is_submitit(hydra.launcher):  # on SLURM the sweep's own process closes it
             from mnistlab.training.sweep import close_sweep
 
             close_sweep(Path(hydra.sweep.dir))

@@ -46,3 +46,20 @@ class RunCheckpoint(ModelCheckpoint):
         }
         state_dict["best_k_models"] = {k: v for k, v in best_k.items() if self._inside(k)}
         super().load_state_dict(state_dict)
+
+    # Lightning 2.6 writes last.ckpt only after an epoch whose score entered the top k; a resumed run (or a SLURM
+    # job requeued after a preemption) must continue from the last finished epoch, so it is written every time
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        self._save_last_every_time(trainer, at_train_epoch_end=False)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._save_last_every_time(trainer, at_train_epoch_end=True)
+
+    def _save_last_every_time(self, trainer: Any, at_train_epoch_end: bool) -> None:
+        """last.ckpt at the hook where Lightning saves, unless it saved at this step already."""
+        if not self.save_last or self._should_save_on_train_epoch_end(trainer) != at_train_epoch_end:
+            return
+        if not self._should_skip_saving_checkpoint(trainer):  # skipped: sanity check, or saved at this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
