@@ -46,9 +46,13 @@ def _hydra(config_name: str, task: Callable[[Any], Any], overrides: Sequence[str
 
     from mnistlab.core.composition import explain
     from mnistlab.core.errors import ConfigError
+    from mnistlab.core.hydra_compat import VERSION_BASE, hydras_own_instantiations
 
     overrides = _strings(overrides)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name=config_name):
+    with (
+        initialize_config_dir(config_dir=CONFIG_DIR, job_name=config_name, **VERSION_BASE),
+        hydras_own_instantiations(),
+    ):
         hydra = GlobalHydra.instance().hydra
         assert hydra is not None
         try:

@@ -11,12 +11,13 @@ from mnistlab.api import callable_command
 from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.hydra_compat import MAIN_OPTIONS
 from mnistlab.core.process import end_process
 
 callable_command(__name__)  # `from mnistlab import predict` is also the Python function of mnistlab.api
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@hydra.main(config_path=CONFIG_DIR, config_name="predict", **MAIN_OPTIONS)
 def main(cfg: DictConfig) -> None:
     from mnistlab.serving.predict import predict_files
 

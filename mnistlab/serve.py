@@ -8,10 +8,11 @@ from omegaconf import DictConfig
 from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR
 from mnistlab.core.errors import run_command
+from mnistlab.core.hydra_compat import MAIN_OPTIONS
 from mnistlab.core.process import end_process
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="serve")
+@hydra.main(config_path=CONFIG_DIR, config_name="serve", **MAIN_OPTIONS)
 def main(cfg: DictConfig) -> None:
     from mnistlab.serving.server import serve
 

@@ -15,13 +15,14 @@ from mnistlab.api import callable_command
 from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
+from mnistlab.core.hydra_compat import MAIN_OPTIONS
 from mnistlab.core.process import end_process
 from mnistlab.training.threads import start_measuring
 
 callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(config_path=CONFIG_DIR, config_name="train", **MAIN_OPTIONS)
 def main(cfg: DictConfig) -> float | None:
     from mnistlab.training.pipeline import run_job
 

@@ -84,10 +84,14 @@ def test_tab_completion_lists_the_optimizers():
     [
         (["-m", "hparams_search=optuna"], "hparams_search=optuna", "optuna"),
         (["logger=mlflow"], "logger=mlflow", "mlflow"),
+        (["logger=wandb"], "logger=wandb", "wandb"),
+        (["logger=trackio"], "logger=trackio", "trackio"),
+        (["logger=[tensorboard,trackio]"], "logger=trackio", "trackio"),  # Hydra's list of a group's options
     ],
 )
 def test_a_missing_extra_is_one_line_naming_the_install(args, feature, extra, tmp_path):
-    hide = "import sys; sys.modules['optuna'] = sys.modules['mlflow'] = None"
+    hidden = ("optuna", "mlflow", "wandb", "trackio")
+    hide = "import sys; " + "; ".join(f"sys.modules[{name!r}] = None" for name in hidden)
     code = f"{hide}; sys.argv = ['mnistlab-train', *{args!r}]; from mnistlab.train import cli; cli()"
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
@@ -150,6 +154,7 @@ def test_the_wheel_works_from_any_directory(tiny_data, tmp_path):
     is only appended to the new venv's path), and use every command from an unrelated directory."""
     dist, source = tmp_path / "dist", tmp_path / "source"  # built from a copy: setuptools writes build/ beside it
     top = {".venv", ".git", "outputs", "multirun", "data", "build", "mnistlab.egg-info"}  # the checkout's own
+    top |= {".venv-floors", ".venv-hydra14", ".venv-uv"}  # the venvs of make test-floors, test-hydra14, lock
 
     def junk(folder: str, names: list[str]) -> set[str]:
         return {n for n in names if n == "__pycache__" or (Path(folder) == REPO and n in top)}

@@ -28,12 +28,16 @@ def mnistlab_sweeper() -> None:
 
 @pytest.fixture(autouse=True)
 def hydras_compat_version_base():
-    """The suites expect the version base of an app that names none (1.1: jobs run in their output dir);
-    mnistlab's commands, run earlier in the same process, set 1.3, and Hydra keeps it process-wide."""
-    from hydra.version import _UNSPECIFIED_, VersionBase
+    """The suites expect the version base of an app that names none (Hydra 1.3: 1.1's, jobs run in their output
+    dir; Hydra 1.4: its own); mnistlab's commands, run earlier in the same process, set 1.3 on Hydra 1.3, and
+    Hydra keeps it process-wide."""
+    import hydra
+    from hydra.version import _UNSPECIFIED_, VersionBase, _get_version
+
+    from mnistlab.core.hydra_compat import HYDRA_1_4
 
     before = VersionBase.instance().getbase()
-    VersionBase.instance().version_base = _UNSPECIFIED_
+    VersionBase.instance().version_base = _get_version(hydra.__version__) if HYDRA_1_4 else _UNSPECIFIED_
     yield
     VersionBase.instance().version_base = before
 

@@ -30,11 +30,13 @@ def _compose(config_name: str, overrides: list[str]) -> Any:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
+    from mnistlab.core.hydra_compat import VERSION_BASE
+
     try:
         instance = GlobalHydra.instance()
         if instance.is_initialized() and instance.hydra is not None:
             return instance.hydra.compose_config(config_name, overrides, run_mode=RunMode.RUN)
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONFIG_DIR, **VERSION_BASE):
             return compose(config_name, overrides, return_hydra_config=True)
     except Exception:
         return None

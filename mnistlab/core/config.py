@@ -23,6 +23,7 @@ from mnistlab.core.compat import RECIPE_BEFORE, RENAMED_OVERRIDES
 from mnistlab.core.errors import BusyError, ConfigError, first_line
 from mnistlab.core.extras import require
 from mnistlab.core.files import atomic_write, dir_busy, is_rank_zero
+from mnistlab.core.omegaconf_compat import register_resolver
 from mnistlab.core.readers import read_yaml
 
 # The YAML ships inside the package (the repository's top-level conf/ is a link to it), so an installed wheel
@@ -72,8 +73,7 @@ BEFORE_RESUME = "before-resume"  # their copy an earlier mnistlab kept while a r
 # paths.root_dir: the directory the command runs from (data/, outputs/ and multirun/ go there, never into the
 # installed package); mnistlab_root is its older name, still found in the .hydra/ of earlier run dirs.
 for _name in ("mnistlab_cwd", "mnistlab_root"):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, lambda: str(Path.cwd()))
+    register_resolver(_name, lambda: str(Path.cwd()))
 
 
 def config_groups_help() -> str:
@@ -114,8 +114,7 @@ def staging_dir(output_dir: str) -> str:
     return str(_STAGING / hashlib.sha256(str(output_dir).encode()).hexdigest()[:16])
 
 
-if not OmegaConf.has_resolver("mnistlab_staging"):
-    OmegaConf.register_new_resolver("mnistlab_staging", staging_dir)
+register_resolver("mnistlab_staging", staging_dir)
 
 
 def hydra_quoted(value: str) -> str:
@@ -140,8 +139,7 @@ def path_value(value: str) -> Path:
     return Path(value).expanduser()
 
 
-if not OmegaConf.has_resolver("mnistlab_config_groups"):
-    OmegaConf.register_new_resolver("mnistlab_config_groups", config_groups_help)
+register_resolver("mnistlab_config_groups", config_groups_help)
 
 
 def build(section: Any, **kwargs: Any) -> Any:
@@ -149,7 +147,9 @@ def build(section: Any, **kwargs: Any) -> Any:
     and conf/ only (trainer, loggers, callbacks), never for anything read back from a file."""
     from hydra.utils import instantiate
 
-    return instantiate(section, **kwargs)
+    from mnistlab.core.hydra_compat import instantiate_options
+
+    return instantiate(section, **instantiate_options(), **kwargs)
 
 
 def build_all(section: Any) -> list[Any]:
@@ -171,7 +171,7 @@ NEEDS_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher",),
         "submitit_local": ("hydra_plugins.hydra_submitit_launcher",),
     },
-    "logger": {"mlflow": ("mlflow", "sqlalchemy", "alembic")},
+    "logger": {"mlflow": ("mlflow", "sqlalchemy", "alembic"), "wandb": ("wandb",), "trackio": ("trackio",)},
     "data": {"tiny_imagenet": ("datasets",), "hf": ("datasets",)},
     "model": {"fasterrcnn": ("pycocotools",)},
 }
@@ -184,7 +184,9 @@ def prepare_train_overrides(argv: list[str]) -> list[str]:
     refuse_busy_dirs(argv[1:])
     argv = expand_rerun(expand_resume(argv))
     check_group_choices(argv[1:])
-    return argv
+    from mnistlab.training.multinode import follow_rank_zero
+
+    return follow_rank_zero(argv)  # under torchrun: every rank in rank 0's run dir
 
 
 def closest(word: str, options: Sequence[str]) -> str | None:
@@ -218,7 +220,7 @@ def check_group_choices(argv: list[str]) -> None:
         if not sep:
             continue
         for choice, modules in NEEDS_EXTRA.get(group, {}).items():
-            if choice in value.split(","):
+            if choice in value.strip("[]").split(","):  # a sweep (a,b) or Hydra's list of options ([a,b])
                 require(f"{group}={choice}", *modules)
         if "." in group or "/" in group or not (conf / group).is_dir() or "," in value or not value:
             continue

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from mnistlab.core.columns import HPARAM_OF
 from mnistlab.core.files import write_json_atomic
+from mnistlab.core.omegaconf_compat import register_resolver
 from mnistlab.core.readers import read_json
 
 SWEEP_FILE = "sweep.json"
@@ -234,5 +233,4 @@ def current_run_name() -> str | None:
 
 # the logger configs name their runs through these (logger.tensorboard.version, logger.mlflow.run_name)
 for _name, _resolver in (("mnistlab_run_label", current_run_label), ("mnistlab_run_name", current_run_name)):
-    if not OmegaConf.has_resolver(_name):
-        OmegaConf.register_new_resolver(_name, _resolver)
+    register_resolver(_name, _resolver)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from omegaconf import OmegaConf
 from torch import nn
 
 from mnistlab.core.errors import ConfigError
+from mnistlab.core.omegaconf_compat import register_resolver
 from mnistlab.core.registry import Registry
 
 MODELS: Registry[type[nn.Module]] = Registry("model", "model.name")
@@ -72,5 +72,4 @@ def _task_or_default(name: str) -> str:
     return model_task(name) if name in MODELS else "classification"  # an unknown name is reported elsewhere
 
 
-if not OmegaConf.has_resolver("mnistlab_task"):  # data=mnist_detection follows the model: ${mnistlab_task:…}
-    OmegaConf.register_new_resolver("mnistlab_task", _task_or_default)
+register_resolver("mnistlab_task", _task_or_default)  # data=mnist_detection follows the model: ${mnistlab_task:…}

@@ -14,6 +14,7 @@ from mnistlab.core.composition import run_hydra_command
 from mnistlab.core.config import CONFIG_DIR, to_plain
 from mnistlab.core.errors import run_command
 from mnistlab.core.fields import validate
+from mnistlab.core.hydra_compat import MAIN_OPTIONS
 from mnistlab.core.process import end_process
 
 
@@ -74,7 +75,7 @@ def save_weight_images(weights: np.ndarray, classes, path: Path) -> None:
     save_figure(figure, path, dpi=100)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scratch")
+@hydra.main(config_path=CONFIG_DIR, config_name="scratch", **MAIN_OPTIONS)
 def main(cfg: DictConfig) -> None:
     run_command(lambda: run(cfg))
 

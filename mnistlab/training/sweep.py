@@ -301,8 +301,14 @@ class SweepSummary(Callback):
             raise
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        import sys
+
         _stop_idle_workers(config)
         _restore_signals()
+        if sys.exc_info()[1] is not None:
+            # Hydra 1.4 calls this on the way out of a sweep that raised too (1.3 does not): an interrupted job
+            # has closed the books itself and its exit status (128 + the signal) must stay the process's
+            return
         sweep_dir = Path(config.hydra.sweep.dir)
         # a search tolerates failed trials (its max_failures stops it with an error); a grid sweep does not
         search = (sweep_dir / "search.json").is_file()
