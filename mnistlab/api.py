@@ -82,9 +82,16 @@ def _train_task(cfg: Any) -> Any:
     return run_job(cfg)
 
 
+def _train_argv(overrides: Sequence[str]) -> list[str]:
+    """The checked command line of ``mnistlab-train *overrides``; under torchrun, in rank 0's run dir."""
+    from mnistlab.training.multinode import follow_rank_zero
+
+    return follow_rank_zero(prepare_train_overrides(["mnistlab-train", *_strings(overrides)]))
+
+
 def train(overrides: Sequence[str] = ()) -> dict[str, Any]:
     """One run, as ``mnistlab-train *overrides``; returns its metrics.json record plus ``run_dir``."""
-    argv = prepare_train_overrides(["mnistlab-train", *_strings(overrides)])
+    argv = _train_argv(overrides)
     job = _hydra("train", _train_task, argv[1:])
     return _record(job.hydra_cfg.hydra.runtime.output_dir)
 
@@ -98,7 +105,7 @@ def sweep(overrides: Sequence[str] = ()) -> dict[str, Any]:
     from mnistlab.analysis.runs import job_dirs
     from mnistlab.core.errors import MnistlabError
 
-    argv = prepare_train_overrides(["mnistlab-train", *_strings(overrides)])
+    argv = _train_argv(overrides)
     given = [o for o in argv[1:] if o.startswith("hydra.sweep.dir=")]
     if given:
         sweep_dir = Path(given[-1].partition("=")[2])

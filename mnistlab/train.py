@@ -17,6 +17,7 @@ from mnistlab.core.config import CONFIG_DIR, prepare_train_overrides
 from mnistlab.core.errors import run_command
 from mnistlab.core.hydra_compat import MAIN_OPTIONS
 from mnistlab.core.process import end_process
+from mnistlab.training.multinode import follow_rank_zero
 from mnistlab.training.threads import start_measuring
 
 callable_command(__name__)  # `from mnistlab import train` is also the Python function of mnistlab.api
@@ -33,7 +34,8 @@ def cli() -> None:
     """The ``mnistlab-train`` command: what is checked on the raw command line (busy dirs, ``resume=``, unknown
     presets) happens before Hydra composes anything."""
     start_measuring()  # start-up is the first window over which other processes' load is measured
-    sys.argv = run_command(lambda: prepare_train_overrides(sys.argv))
+    # under torchrun every rank runs in rank 0's run dir
+    sys.argv = run_command(lambda: follow_rank_zero(prepare_train_overrides(sys.argv)))
     end_process(lambda: run_hydra_command(main, "train"))
 
 

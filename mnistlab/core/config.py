@@ -184,9 +184,7 @@ def prepare_train_overrides(argv: list[str]) -> list[str]:
     refuse_busy_dirs(argv[1:])
     argv = expand_rerun(expand_resume(argv))
     check_group_choices(argv[1:])
-    from mnistlab.training.multinode import follow_rank_zero
-
-    return follow_rank_zero(argv)  # under torchrun: every rank in rank 0's run dir
+    return argv
 
 
 def closest(word: str, options: Sequence[str]) -> str | None:
