@@ -12,17 +12,15 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from helpers import REPO, needs
-from helpers.cli import FAST, free_port
+from helpers.cli import FAST, free_port, wait_for_port
 from omegaconf import OmegaConf
 
 DOCS = REPO / "docs"
@@ -259,15 +257,10 @@ def _command(argv: list[str], base_url: str | None) -> list[str]:
 
 
 def _wait_for_port(process: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"the server did not start:\n{log.read_text()[-3000:]}") from None
-            time.sleep(0.1)
+    try:
+        wait_for_port(process, port)
+    except RuntimeError:
+        raise AssertionError(f"the server did not start:\n{log.read_text()[-3000:]}") from None
 
 
 def _digits(folder: Path) -> None:

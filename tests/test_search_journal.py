@@ -10,13 +10,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, needs
-from helpers.cli import FAST
+from helpers import needs
+from helpers.cli import FAST, run_cli, start_train
 
 from mnistlab.core.errors import ConfigError, MnistlabError
 
@@ -218,12 +217,8 @@ def test_a_journal_this_user_cannot_append_to_is_one_line(tmp_path):
 
 def test_a_journal_that_is_a_directory_exits_2_with_one_line(tmp_path):
     args = ["-m", "hparams_search=optuna", f"hydra.sweep.dir={tmp_path / 'search'}"]
-    done = subprocess.run(
-        [sys.executable, "-m", "mnistlab.train", *args, f"hydra.sweeper.storage=journal://{tmp_path}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        "mnistlab.train", *args, f"hydra.sweeper.storage=journal://{tmp_path}", cwd=tmp_path, check=False, timeout=120
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.strip().splitlines() == [
@@ -246,14 +241,7 @@ def _worker(sweep_dir: Path, journal: Path, seed: int, data: Path) -> subprocess
         "model=mlp",
         "data=mnist",
     ]
-    env = {**os.environ, "MNISTLAB_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "mnistlab.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    return start_train(args, data)
 
 
 @pytest.mark.slow

@@ -103,16 +103,11 @@ def test_a_sampler_setting_no_sampler_takes_is_one_line_before_anything_is_writt
 
 
 def test_a_bad_sampler_setting_on_the_command_line_exits_2_with_one_line(tmp_path):
-    import subprocess
-    import sys
+    from helpers.cli import run_cli
 
     args = ["-m", "hparams_search=optuna", "hydra.sweeper.sampler.constant_liar=sometimes"]
-    done = subprocess.run(
-        [sys.executable, "-m", "mnistlab.train", *args, f"hydra.sweep.dir={tmp_path / 'search'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        "mnistlab.train", *args, f"hydra.sweep.dir={tmp_path / 'search'}", cwd=tmp_path, check=False, timeout=120
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.strip().splitlines() == [

@@ -98,9 +98,9 @@ def check_journal(path: Path) -> None:
     for number, line in enumerate(lines, start=1):
         problem = _record_problem(line)
         if problem:
-            raise MnistlabError(_corrupt(path, f"line {number}: {problem}"))
+            raise MnistlabError(not_a_journal(path, f"line {number}: {problem}"))
     if tail and not tail.startswith(b"{"):  # a line being written starts as a record does
-        raise MnistlabError(_corrupt(path, f"line {len(lines) + 1}: not a JSON record"))
+        raise MnistlabError(not_a_journal(path, f"line {len(lines) + 1}: not a JSON record"))
 
 
 def _record_problem(line: bytes) -> str | None:
@@ -113,7 +113,8 @@ def _record_problem(line: bytes) -> str | None:
     return None
 
 
-def _corrupt(path: Path, why: str) -> str:
+def not_a_journal(path: Path, why: str) -> str:
+    """The one line for a file that is no journal this search can read (``why``: what is wrong with it)."""
     return (
         f"{path} is not a readable Optuna journal ({why}): move it away to start the search anew there, or give "
         "this search another hydra.sweeper.storage=journal:…"

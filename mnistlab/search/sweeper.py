@@ -248,15 +248,12 @@ class OptunaSweeper(Sweeper):
                 "there, or give this one a new hydra.sweep.dir=…"
             )
         if self.journal:
-            from mnistlab.search.journal import journal_path
+            from mnistlab.search.journal import journal_path, not_a_journal
 
             path = journal_path(str(self.storage_url), self.sweep_dir)
             if isinstance(err, OSError):
                 return f"hydra.sweeper.storage: cannot use the journal {path} ({first_line(err)})"
-            return (
-                f"{path} is not a readable Optuna journal ({first_line(err)}): move it away to start the search anew "
-                "there, or give this search another hydra.sweeper.storage=journal:…"
-            )
+            return not_a_journal(path, first_line(err))
         return (
             f"hydra.sweeper.storage: cannot open the study ({first_line(err)}); check the URL, that the database "
             "server is up, and its user and password"

@@ -30,10 +30,12 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from mnistlab.core.errors import ConfigError
+from mnistlab.training.sweep import launcher_kind
 
 log = logging.getLogger("mnistlab.train")
 
 CUDA_ACCELERATORS = ("gpu", "cuda")
+LOCAL_LAUNCHERS = ("basic", "joblib")  # the launchers whose jobs run on this machine, from this process
 SLOTS_DIR = ".gpu-slots"  # in the sweep dir: one lock file per place on a GPU
 WAIT_POLL_S = 0.2
 
@@ -121,23 +123,12 @@ def processes_per_job(trainer: Any) -> int:
     return max(1, count) * int(nodes)
 
 
-def launcher_kind(launcher: Any) -> str:
-    """``basic``, ``joblib`` or ``other`` (a cluster launcher such as submitit, whose jobs are processes of
-    their own)."""
-    target = str((launcher or {}).get("_target_", "")).lower()
-    if "joblib" in target:
-        return "joblib"
-    if target.endswith("basiclauncher") or not target:
-        return "basic"
-    return "other"
-
-
 def sweep_error(config: Any, cores: int | None = None) -> str | None:
     """Why a ``-m`` sweep with this composed config is refused before its first job, or None."""
     from mnistlab.training.threads import usable_cores
 
     kind = launcher_kind(config.hydra.launcher)
-    if kind == "other":
+    if kind not in LOCAL_LAUNCHERS:
         return None
     trainer = config.get("trainer") or {}
     processes = processes_per_job(trainer)
@@ -229,7 +220,7 @@ def check_job(trainer: Any) -> None:
     from hydra.types import RunMode
 
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
-    if hydra is None or hydra.mode != RunMode.MULTIRUN or launcher_kind(hydra.launcher) == "other":
+    if hydra is None or hydra.mode != RunMode.MULTIRUN or launcher_kind(hydra.launcher) not in LOCAL_LAUNCHERS:
         return
     if processes_per_job(trainer) > 1:
         raise ConfigError(

@@ -91,7 +91,9 @@ def _times(n: int) -> str:
 
 def is_submitit(launcher: Any) -> bool:
     """Whether Hydra's launcher is submitit's (each job a process of its own, on the cluster's nodes)."""
-    return "submitit" in str((launcher or {}).get("_target_", "")).lower()
+    from mnistlab.training.sweep import launcher_kind
+
+    return launcher_kind(launcher) == "submitit"
 
 
 def _submitit_job() -> bool:

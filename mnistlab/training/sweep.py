@@ -182,9 +182,23 @@ def _write_factors(config: DictConfig, sweep_dir: Path) -> None:
     write_sweep_experiment(sweep_dir, write_sweep_file(sweep_dir, overrides, params, origin))
 
 
+def launcher_kind(launcher: Any) -> str:
+    """Which of Hydra's launchers a launcher config is: ``basic`` (one job at a time, in this process),
+    ``joblib`` (jobs in worker processes, several at once), ``submitit`` (each job a process of its own on a
+    cluster's nodes: ``hydra/launcher=slurm``) or ``other``."""
+    target = str((launcher or {}).get("_target_", "")).lower()
+    if "joblib" in target:
+        return "joblib"
+    if "submitit" in target:
+        return "submitit"
+    if target.endswith("basiclauncher") or not target:
+        return "basic"
+    return "other"
+
+
 def is_joblib(launcher: Any) -> bool:
-    """Whether Hydra's launcher config is ``hydra/launcher=joblib`` (jobs in worker processes, several at once)."""
-    return "joblib" in str((launcher or {}).get("_target_", "")).lower()
+    """Whether Hydra's launcher config is ``hydra/launcher=joblib``."""
+    return launcher_kind(launcher) == "joblib"
 
 
 def _stop_idle_workers(config: DictConfig) -> None:

@@ -81,6 +81,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_port(process: subprocess.Popen, port: int, timeout_s: float = 60) -> None:
+    """Until a server ``process`` started answers on 127.0.0.1:``port``; RuntimeError when it ended first or
+    did not answer within ``timeout_s``."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"nothing answers on port {port}") from None
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def serving(ckpt: Path, *args: str) -> Iterator[str]:
     """``python -m mnistlab.serve`` on a free loopback port for the block; yields its base URL."""
@@ -91,16 +105,11 @@ def serving(ckpt: Path, *args: str) -> Iterator[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.time() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.time() > deadline:
-                process.kill()
-                raise RuntimeError(f"the server did not start:\n{process.stdout.read().decode()[-3000:]}") from None
-            time.sleep(0.1)
+    try:
+        wait_for_port(process, port)
+    except RuntimeError:
+        process.kill()
+        raise RuntimeError(f"the server did not start:\n{process.stdout.read().decode()[-3000:]}") from None
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
